@@ -1,0 +1,11 @@
+"""Built-in components. Importing this package registers them (see :mod:`emo_lightning.registry`)."""
+
+from emo_lightning.components import (  # noqa: F401
+    audio_encoder,
+    face_locator,
+    scheduler,
+    speed_encoder,
+    temporal_block,
+    unet,
+    vae,
+)

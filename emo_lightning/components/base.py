@@ -1,0 +1,194 @@
+"""The interface of every component kind, with the shapes it promises.
+
+Shapes use B batch, F frames, N motion frames, C channels, H×W pixels, h×w latent pixels, S samples.
+Video tensors are ``(B, C, F, H, W)`` at module boundaries.
+
+Every interface has ``check_contract(component)``: a cheap probe on tiny inputs run by
+:func:`emo_lightning.registry.build`, so a plugin with a wrong output shape fails when it is built,
+not deep inside a training step.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from diffusers import SchedulerMixin, UNet2DConditionModel
+from torch import Tensor, nn
+
+from emo_lightning.registry import PluginContractError
+
+
+def _expect(tensor: object, shape: tuple[int, ...], what: str) -> None:
+    if not isinstance(tensor, Tensor):
+        raise PluginContractError(f"{what} returned {type(tensor).__name__}, expected a torch.Tensor")
+    if tuple(tensor.shape) != shape:
+        raise PluginContractError(f"{what} returned shape {tuple(tensor.shape)}, expected {shape}")
+    if not tensor.is_floating_point():
+        raise PluginContractError(f"{what} returned dtype {tensor.dtype}, expected a floating dtype")
+
+
+def _probe_kwargs(module: nn.Module) -> dict:
+    param = next(module.parameters(), None)
+    return {"device": param.device if param is not None else "cpu",
+            "dtype": param.dtype if param is not None else torch.float32}
+
+
+class Component(nn.Module, ABC):
+    """Base of the component interfaces.
+
+    ``pretrained_submodules`` names the submodules whose weights came from an external pretrained source
+    (hub id / local path) and stay frozen: checkpoints leave them out and rebuild them from that source.
+    """
+
+    pretrained_submodules: tuple[str, ...] = ()
+
+    @classmethod
+    @abstractmethod
+    def check_contract(cls, component: Component) -> None:
+        """Raise PluginContractError if ``component`` breaks this interface."""
+
+
+class AudioEncoder(Component):
+    """Waveform → per-video-frame audio tokens, each frame windowed ±``window`` frames.
+
+    ``forward(waveform (B, S) mono at sample_rate, num_frames F) -> (B, F, 2·window+1, output_dim)``.
+    The frames evenly cover the waveform (frame f ↔ samples [f·S/F, (f+1)·S/F)).
+    """
+
+    sample_rate: int = 16000
+    output_dim: int
+    window: int
+
+    @abstractmethod
+    def forward(self, waveform: Tensor, num_frames: int) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: AudioEncoder) -> None:
+        kw = _probe_kwargs(component)
+        wave = torch.randn(2, int(component.sample_rate * 0.4), **kw) * 0.1
+        with torch.no_grad():
+            out = component(wave, 10)
+        _expect(out, (2, 10, 2 * component.window + 1, component.output_dim), "forward(waveform, 10)")
+
+
+class FaceLocator(Component):
+    """Face-region mask → a residual added to the noisy latent.
+
+    Built with ``latent_channels`` and ``downsample`` (the VAE's factor).
+    ``forward(mask (B, 1, H, W) in [0, 1]) -> (B, latent_channels, H/downsample, W/downsample)``.
+    """
+
+    latent_channels: int
+    downsample: int
+
+    @abstractmethod
+    def forward(self, mask: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: FaceLocator) -> None:
+        size = 4 * component.downsample
+        with torch.no_grad():
+            out = component(torch.ones(2, 1, size, size, **_probe_kwargs(component)))
+        _expect(out, (2, component.latent_channels, 4, 4), f"forward(mask 2x1x{size}x{size})")
+
+
+class TemporalBlock(Component):
+    """Attention along the frame axis at one UNet resolution level.
+
+    Built with ``channels`` (the level's width), ``speed_dim`` (speed token size) and ``location`` (the
+    UNet module path it follows, e.g. ``down_blocks.1.attentions.0``; used to load pretrained weights).
+    ``forward(x (B, C, F, h, w), motion (B, C, N, h, w) | None, speed (B, F, speed_dim) | None)
+    -> (B, C, F, h, w)``: motion-frame features are concatenated before the frames along the frame axis;
+    ``speed`` is attended to by cross-attention. Parameters of the speed path live in submodules whose
+    names start with ``speed`` (stage 3 trains them).
+    """
+
+    channels: int
+    speed_dim: int
+
+    @abstractmethod
+    def forward(self, x: Tensor, motion: Tensor | None = None, speed: Tensor | None = None) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: TemporalBlock) -> None:
+        kw = _probe_kwargs(component)
+        c = component.channels
+        x = torch.randn(2, c, 3, 4, 4, **kw)
+        with torch.no_grad():
+            plain = component(x)
+            full = component(x, torch.randn(2, c, 2, 4, 4, **kw), torch.randn(2, 3, component.speed_dim, **kw))
+        _expect(plain, tuple(x.shape), "forward(x)")
+        _expect(full, tuple(x.shape), "forward(x, motion, speed)")
+
+
+class SpeedEncoder(Component):
+    """Head rotation speed per frame (degrees/frame) → speed tokens.
+
+    ``forward(speed (B, F)) -> (B, F, output_dim)``; each frame sees its ±``window`` neighbours.
+    """
+
+    output_dim: int
+    window: int
+
+    @abstractmethod
+    def forward(self, speed: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: SpeedEncoder) -> None:
+        with torch.no_grad():
+            out = component(torch.rand(2, 5, **_probe_kwargs(component)))
+        _expect(out, (2, 5, component.output_dim), "forward(speed 2x5)")
+
+
+class VAE(Component):
+    """Images in [-1, 1] ↔ scaled latents (unit-ish variance, ready for diffusion).
+
+    ``encode((B, 3, H, W)) -> (B, latent_channels, H/downsample, W/downsample)``; ``decode`` inverts it.
+    """
+
+    latent_channels: int
+    downsample: int
+
+    @abstractmethod
+    def encode(self, images: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def decode(self, latents: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: VAE) -> None:
+        size = 4 * component.downsample
+        with torch.no_grad():
+            latents = component.encode(torch.zeros(1, 3, size, size, **_probe_kwargs(component)))
+            _expect(latents, (1, component.latent_channels, 4, 4), f"encode(1x3x{size}x{size})")
+            _expect(component.decode(latents), (1, 3, size, size), "decode(latents)")
+
+
+class _DiffusersContract:
+    """Contract for kinds whose interface is a diffusers base class."""
+
+    def __init__(self, base: type, required: tuple[str, ...]):
+        self.base = base
+        self.required = required
+        self.__name__ = base.__name__
+        self.__module__ = base.__module__
+
+    def __instancecheck__(self, instance: object) -> bool:
+        return isinstance(instance, self.base)
+
+    def check_contract(self, component: object) -> None:
+        missing = [m for m in self.required if not callable(getattr(component, m, None))]
+        if missing:
+            raise PluginContractError(f"missing method(s) {missing}")
+
+
+INTERFACES: dict[str, type | _DiffusersContract] = {
+    "unet": _DiffusersContract(UNet2DConditionModel, ("forward", "set_attn_processor")),
+    "scheduler": _DiffusersContract(SchedulerMixin, ("add_noise", "step", "set_timesteps", "scale_model_input")),
+    "vae": VAE,
+    "audio_encoder": AudioEncoder,
+    "face_locator": FaceLocator,
+    "temporal_block": TemporalBlock,
+    "speed_encoder": SpeedEncoder,
+}

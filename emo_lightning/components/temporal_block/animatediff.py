@@ -1,0 +1,78 @@
+"""AnimateDiff's temporal transformer, extended with EMO's motion frames and speed cross-attention."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import torch
+from diffusers.models.attention_processor import Attention
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from einops import rearrange
+from torch import Tensor, nn
+
+from emo_lightning.components.base import TemporalBlock
+from emo_lightning.registry import register
+
+
+@lru_cache(maxsize=2)
+def _motion_adapter(pretrained: str) -> nn.Module:
+    from diffusers import MotionAdapter
+
+    return MotionAdapter.from_pretrained(pretrained)
+
+
+def adapter_key(location: str) -> str:
+    """Map a UNet location (``up_blocks.2.attentions.1``, ``mid_block``) to a MotionAdapter module path."""
+    if location == "mid_block":
+        return "mid_block.motion_modules.0"
+    match = re.fullmatch(r"(down_blocks|up_blocks)\.(\d+)\.(?:attentions|resnets)\.(\d+)", location)
+    if match is None:
+        raise ValueError(f"no AnimateDiff motion module corresponds to UNet location {location!r}")
+    return f"{match[1]}.{match[2]}.motion_modules.{match[3]}"
+
+
+@register("temporal_block", "animatediff")
+class AnimateDiffTemporalBlock(TemporalBlock):
+    """Temporal self-attention over [motion frames, frames] (AnimateDiff layout), then speed attention.
+
+    ``pretrained`` (a MotionAdapter hub id / folder) loads the motion module matching ``location``;
+    otherwise the output projection starts at zero so the block starts as the identity. The speed
+    cross-attention always starts at zero: speed layers are trained in stage 3.
+    """
+
+    def __init__(self, channels: int, speed_dim: int, location: str = "", num_attention_heads: int = 8,
+                 num_layers: int = 1, norm_num_groups: int = 32, max_seq_length: int = 32,
+                 speed_heads: int = 8, pretrained: str | None = None):
+        super().__init__()
+        self.channels, self.speed_dim, self.location = channels, speed_dim, location
+        self.motion = AnimateDiffTransformer3D(
+            num_attention_heads=num_attention_heads, attention_head_dim=channels // num_attention_heads,
+            in_channels=channels, num_layers=num_layers, norm_num_groups=norm_num_groups,
+            attention_bias=False, activation_fn="geglu", positional_embeddings="sinusoidal",
+            num_positional_embeddings=max_seq_length, double_self_attention=True,
+        )
+        if pretrained:
+            state = _motion_adapter(pretrained).get_submodule(adapter_key(location)).state_dict()
+            self.motion.load_state_dict(state)
+        else:
+            nn.init.zeros_(self.motion.proj_out.weight)
+            nn.init.zeros_(self.motion.proj_out.bias)
+        self.speed_norm = nn.LayerNorm(channels)
+        self.speed_attn = Attention(query_dim=channels, cross_attention_dim=speed_dim, heads=speed_heads,
+                                    dim_head=channels // speed_heads)
+        nn.init.zeros_(self.speed_attn.to_out[0].weight)
+        nn.init.zeros_(self.speed_attn.to_out[0].bias)
+
+    def forward(self, x: Tensor, motion: Tensor | None = None, speed: Tensor | None = None) -> Tensor:
+        b, _, f, h, w = x.shape
+        frames = x if motion is None else torch.cat([motion.to(x.dtype), x], dim=2)
+        total = frames.shape[2]
+        out = self.motion(rearrange(frames, "b c f h w -> (b f) c h w"), num_frames=total)
+        out = rearrange(out, "(b f) c h w -> b c f h w", b=b)[:, :, total - f:]
+        if speed is None:
+            return out
+        tokens = rearrange(out, "b c f h w -> (b h w) f c")
+        context = speed.to(x.dtype).repeat_interleave(h * w, dim=0)  # (b h w, f, speed_dim)
+        tokens = tokens + self.speed_attn(self.speed_norm(tokens), encoder_hidden_states=context)
+        return rearrange(tokens, "(b h w) f c -> b c f h w", b=b, h=h, w=w)

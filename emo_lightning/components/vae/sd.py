@@ -1,0 +1,48 @@
+"""Stable Diffusion's frozen ``AutoencoderKL``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL
+from torch import Tensor
+
+from emo_lightning.components.base import VAE
+from emo_lightning.registry import register
+
+
+@register("vae", "sd")
+class StableDiffusionVAE(VAE):
+    """Frozen ``AutoencoderKL`` from ``pretrained`` (hub id / SD folder, ``subfolder="vae"``) or a config.
+
+    Encoding takes the posterior mean (deterministic) and multiplies by the scaling factor.
+    """
+
+    def __init__(self, pretrained: str | None = None, subfolder: str | None = "vae",
+                 config: dict[str, Any] | None = None, scaling_factor: float | None = None):
+        super().__init__()
+        if pretrained:
+            self.model = AutoencoderKL.from_pretrained(pretrained, subfolder=subfolder)
+            self.pretrained_submodules = ("model",)
+        elif config is not None:
+            self.model = AutoencoderKL(**config)
+        else:
+            raise ValueError("vae 'sd' needs `pretrained` (hub id or local path) or a `config` dict")
+        self.model.requires_grad_(False).eval()
+        self.scaling_factor = scaling_factor or self.model.config.scaling_factor
+        self.latent_channels = self.model.config.latent_channels
+        self.downsample = 2 ** (len(self.model.config.block_out_channels) - 1)
+
+    def train(self, mode: bool = True) -> StableDiffusionVAE:
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        posterior = self.model.encode(images.to(self.model.dtype)).latent_dist
+        return posterior.mean * self.scaling_factor
+
+    def decode(self, latents: Tensor) -> Tensor:
+        return self.model.decode(latents.to(self.model.dtype) / self.scaling_factor).sample

@@ -1,0 +1,33 @@
+"""Synthetic talking-face data: a procedural generator and its LightningDataModule."""
+
+from emo_lightning.data.datamodule import SyntheticDataModule
+from emo_lightning.data.synthetic import (
+    FaceIdentity,
+    SyntheticTalkingFaces,
+    boxes_to_mask,
+    face_boxes,
+    head_motion,
+    head_speed,
+    make_clip,
+    measure_mouth_open,
+    mouth_from_loudness,
+    render_face,
+    render_faces,
+    synth_speech,
+)
+
+__all__ = [
+    "FaceIdentity",
+    "SyntheticDataModule",
+    "SyntheticTalkingFaces",
+    "boxes_to_mask",
+    "face_boxes",
+    "head_motion",
+    "head_speed",
+    "make_clip",
+    "measure_mouth_open",
+    "mouth_from_loudness",
+    "render_face",
+    "render_faces",
+    "synth_speech",
+]

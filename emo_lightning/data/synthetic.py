@@ -1,0 +1,399 @@
+"""Procedural synthetic talking faces: a cartoon head that opens its mouth with the loudness of a
+speech-like audio signal while it turns its head.
+
+Everything is drawn with numpy, so a data set needs no files, an item costs a few milliseconds, and the
+lip-sync target (mouth opening = function of loudness) is known exactly and can be measured back from
+pixels with `measure_mouth_open`.
+
+Geometry is in normalised frame coordinates: x and y run over [-1, 1] (y down), the face is an ellipse
+with half-axes `FaceIdentity.face_axes` and every feature is placed relative to those axes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+Color = tuple[int, int, int]
+
+POSE_LIMITS = (30.0, 20.0, 15.0)  # max |yaw|, |pitch|, |roll| in degrees
+HAIR_STYLES = ("short", "long", "bun")
+
+_SUPERSAMPLE = 2
+_HEAD_SHIFT = (0.12, 0.10)  # head-centre translation at full yaw / pitch
+_FEATURE_SHIFT = 0.25  # feature parallax at full yaw / pitch, in face half-axes
+_HEAD_SCALE = 1.1  # head + hair extent relative to the face ellipse; defines the face box
+_MOUTH_Y = 0.38  # mouth centre below the face centre, in face half-heights
+_MOUTH_A = 0.30  # mouth-interior half-width, in face half-widths
+_MOUTH_B = 0.22  # mouth-interior half-height at full opening, in face half-heights (22% of face height)
+_LIP_A, _LIP_B = 0.40, 0.06  # lip half-width and lip margin around the interior
+_SPEECH_GAIN = 0.3  # waveform amplitude of a full-loudness syllable
+_SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+def _mix(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    return (1 - t) * np.asarray(a, float) + t * np.asarray(b, float)
+
+
+def _color(c: np.ndarray) -> Color:
+    r, g, b = np.clip(np.round(c), 0, 255).astype(int).tolist()
+    return r, g, b
+
+
+@dataclass(frozen=True)
+class FaceIdentity:
+    """Appearance of one synthetic person. Colours are RGB in 0..255."""
+
+    face_axes: tuple[float, float]  # half-width, half-height of the face ellipse
+    skin: Color
+    hair: Color
+    hair_style: str  # one of HAIR_STYLES
+    eyes: Color
+    background: Color
+    lips: Color
+    mouth: Color  # mouth interior: dark, so the opening reads at 32x32
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> FaceIdentity:
+        skin = _mix((245, 210, 185), (115, 75, 50), rng.uniform()) + rng.uniform(-12, 12, 3)
+        hair = np.array([(25, 20, 20), (90, 55, 30), (215, 180, 110), (160, 60, 25), (170, 170, 170)])
+        hair = hair[rng.integers(len(hair))] + rng.uniform(-15, 15, 3)
+        eyes = np.array([(70, 45, 25), (50, 90, 160), (60, 120, 70), (40, 40, 50)])
+        eyes = eyes[rng.integers(len(eyes))] + rng.uniform(-10, 10, 3)
+        while True:  # a background that does not blend into the face
+            background = rng.uniform(0, 255, 3)
+            if np.linalg.norm(background - skin) > 90:
+                break
+        return cls(
+            face_axes=(float(rng.uniform(0.46, 0.56)), float(rng.uniform(0.60, 0.70))),
+            skin=_color(skin),
+            hair=_color(hair),
+            hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))],
+            eyes=_color(eyes),
+            background=_color(background),
+            lips=_color(_mix(skin, (195, 45, 60), rng.uniform(0.5, 0.7))),
+            mouth=_color(rng.uniform((20, 0, 5), (50, 20, 30))),
+        )
+
+
+# --------------------------------------------------------------------------------------------- audio
+
+
+def synth_speech(
+    rng: np.random.Generator, duration_s: float, sample_rate: int = 16000, fps: float = 25.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Speech-like audio: a voiced harmonic tone (random pitch, slow intonation) gated by syllable
+    envelopes at 3-6 Hz with occasional pauses.
+
+    Returns the waveform (S,) float32 and the loudness per video frame (F,) in [0, 1]: frame RMS relative
+    to a sustained full-amplitude syllable, so equal loudness means the same thing in every clip.
+    """
+    num_samples, num_frames = round(duration_s * sample_rate), round(duration_s * fps)
+    t = np.arange(num_samples) / sample_rate
+
+    f0 = rng.uniform(90, 250) * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t + rng.uniform(0, 7)))
+    harmonics = np.arange(1, 9)
+    weights = harmonics ** -rng.uniform(0.5, 1.5) * rng.uniform(0.5, 1.5, len(harmonics))
+    weights /= np.linalg.norm(weights)  # unit norm -> the tone's RMS is 1/sqrt(2)
+    tone = np.sin(np.outer(2 * np.pi * np.cumsum(f0) / sample_rate, harmonics)) @ weights
+
+    rate = rng.uniform(3, 6)  # syllables per second
+    n = int(duration_s * rate / 0.7) + 3  # enough syllables to cover the clip
+    lengths = rng.uniform(0.7, 1.3, n) / rate
+    gaps = np.where(rng.random(n) < 0.2, rng.uniform(0.15, 0.5, n), 0.0)  # pauses
+    amplitudes = rng.uniform(0.45, 1.0, n)
+    starts = np.concatenate([[0.0], np.cumsum(lengths + gaps)[:-1]]) - rng.uniform(0, lengths[0] + gaps[0])
+    k = np.searchsorted(starts, t, side="right") - 1
+    phase = (t - starts[k]) / lengths[k]
+    envelope = np.where(phase < 1, amplitudes[k] * np.sin(np.pi * np.minimum(phase, 1)) ** 2, 0.0)
+
+    wave = _SPEECH_GAIN * envelope * tone + 0.002 * rng.standard_normal(num_samples)
+    edges = np.minimum(np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(int), num_samples)
+    rms = np.sqrt(np.add.reduceat(wave**2, edges[:-1]) / np.maximum(np.diff(edges), 1))
+    loudness = np.clip(rms / (_SPEECH_GAIN / np.sqrt(2)), 0, 1)
+    return wave.astype(np.float32), loudness.astype(np.float32)
+
+
+def mouth_from_loudness(loudness: np.ndarray) -> np.ndarray:
+    """Lip-sync ground truth: a centred (non-lagging) 3-tap smoothing of the loudness, scaled by 1.2."""
+    padded = np.pad(loudness, 1, mode="edge")
+    smooth = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    return np.clip(1.2 * smooth, 0, 1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ head pose
+
+
+def _rotations(pose: np.ndarray) -> np.ndarray:
+    """(F, 3) yaw/pitch/roll degrees -> (F, 3, 3) rotation matrices R = Ry(yaw) Rx(pitch) Rz(roll)."""
+    yaw, pitch, roll = np.deg2rad(pose).T
+    c, s, one, zero = np.cos, np.sin, np.ones_like(yaw), np.zeros_like(yaw)
+    ry = np.stack([c(yaw), zero, s(yaw), zero, one, zero, -s(yaw), zero, c(yaw)], -1).reshape(-1, 3, 3)
+    rx = np.stack([one, zero, zero, zero, c(pitch), -s(pitch), zero, s(pitch), c(pitch)], -1).reshape(-1, 3, 3)
+    rz = np.stack([c(roll), -s(roll), zero, s(roll), c(roll), zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return ry @ rx @ rz
+
+
+def head_speed(pose: np.ndarray) -> np.ndarray:
+    """Angular speed in degrees per frame: the rotation angle between consecutive head orientations.
+    The first frame has no predecessor and copies the second."""
+    r = _rotations(pose)
+    cos = (np.einsum("fij,fij->f", r[:-1], r[1:]) - 1) / 2  # trace(R_t^T R_t+1) = 1 + 2 cos(angle)
+    speed = np.rad2deg(np.arccos(np.clip(cos, -1, 1)))
+    return np.concatenate([speed[:1], speed]).astype(np.float32) if len(speed) else np.zeros(len(pose), np.float32)
+
+
+def head_motion(rng: np.random.Generator, num_frames: int, fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random yaw/pitch/roll trajectory (F, 3) in degrees, plus its speed (F,) in degrees/frame.
+
+    Each axis is a sum of slow sinusoids evaluated on a time axis whose rate itself oscillates, so the
+    head alternates between calm and quick turns; a per-clip activity level makes some clips still."""
+    activity = rng.uniform(0.15, 1.0)
+    t = rng.uniform(0, 10) + np.arange(num_frames) / fps
+    warp = np.exp(0.7 * np.sin(2 * np.pi * rng.uniform(0.2, 0.8) * t + rng.uniform(0, 7)))
+    tau = t[0] + np.cumsum(warp) / fps
+    amps, freqs, phases = rng.uniform(0.2, 0.6, (3, 3)), rng.uniform(0.1, 0.7, (3, 3)), rng.uniform(0, 7, (3, 3))
+    raw = (amps[..., None] * np.sin(2 * np.pi * freqs[..., None] * tau + phases[..., None])).sum(1)
+    raw += rng.normal(0, 0.3, (3, 1))
+    pose = (np.array(POSE_LIMITS)[:, None] * np.tanh(activity * raw)).T
+    return pose.astype(np.float32), head_speed(pose)
+
+
+# ---------------------------------------------------------------------------------------- rendering
+
+
+def _head_centre(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The head translates a little with yaw and pitch, so the face box moves over a clip."""
+    yaw, pitch = np.deg2rad(pose[:, 0]), np.deg2rad(pose[:, 1])
+    return (
+        _HEAD_SHIFT[0] / math.sin(math.radians(POSE_LIMITS[0])) * np.sin(yaw),
+        _HEAD_SHIFT[1] / math.sin(math.radians(POSE_LIMITS[1])) * np.sin(pitch),
+    )
+
+
+def _face_coords(pose: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Face-local coordinates (x, y), each (F, size, size), of the pixel centres of a size x size grid:
+    relative to the head centre and rotated by -roll. Features additionally subtract `_feature_offset`."""
+    grid = ((np.arange(size) + 0.5) / size * 2 - 1).astype(pose.dtype)
+    cx, cy = _head_centre(pose)
+    roll = np.deg2rad(pose[:, 2])[:, None, None]
+    u, v = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    return np.cos(roll) * u + np.sin(roll) * v, -np.sin(roll) * u + np.cos(roll) * v
+
+
+def _feature_offset(identity: FaceIdentity, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parallax of the eyes/mouth inside the face: turning the head moves them towards the turn."""
+    ax, ay = identity.face_axes
+    yaw, pitch, _ = np.deg2rad(pose).T[..., None, None]
+    return _FEATURE_SHIFT * ax * np.sin(yaw), _FEATURE_SHIFT * ay * np.sin(pitch)
+
+
+def _inside(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float) -> np.ndarray:
+    return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1
+
+
+def render_faces(
+    identity: FaceIdentity, mouth_open: np.ndarray, pose: np.ndarray, resolution: int = 32
+) -> np.ndarray:
+    """Render F frames at once: mouth_open (F,) in [0, 1], pose (F, 3) degrees -> uint8 (F, H, W, 3)."""
+    n = resolution * _SUPERSAMPLE
+    pose = np.asarray(pose, np.float32).reshape(-1, 3)
+    ax, ay = identity.face_axes
+    x, y = _face_coords(pose, n)
+    fx, fy = _feature_offset(identity, pose)
+    xf, yf = x - fx, y - fy
+
+    # Paint palette indices back to front (cheaper than painting RGB), then look the colours up.
+    palette = np.array([identity.background, identity.skin, identity.hair, identity.eyes, identity.lips], np.float32)
+    skin, hair, eyes, lips = 1, 2, 3, 4
+    labels = np.zeros(x.shape, np.uint8)
+    if identity.hair_style == "long":
+        labels[_inside(x, y, 0, 0, 1.1 * ax, 1.08 * ay) & (y < 0.55 * ay)] = hair
+    labels[_inside(x, y, 0, 0, ax, ay)] = skin
+    labels[_inside(x, y, 0, 0, 1.06 * ax, 1.06 * ay) & (yf < -0.5 * ay)] = hair
+    if identity.hair_style == "bun":
+        labels[_inside(x, y, 0, -0.95 * ay, 0.15 * ay, 0.15 * ay)] = hair
+    for side in (-1, 1):
+        labels[_inside(xf, yf, side * 0.36 * ax, -0.42 * ay, 0.17 * ax, 0.05 * ay)] = hair  # eyebrows
+        labels[_inside(xf, yf, side * 0.36 * ax, -0.22 * ay, 0.13 * ax, 0.09 * ay)] = eyes
+    xm, ym = xf, yf - _MOUTH_Y * ay
+    half_height = np.asarray(mouth_open, np.float32).reshape(-1, 1, 1) * np.float32(_MOUTH_B * ay)
+    labels[_inside(xm, ym, 0, 0, _LIP_A * ax, half_height + _LIP_B * ay)] = lips
+    canvas = palette[labels]
+
+    # Mouth interior: exact coverage along the face's vertical axis (box filter over one subpixel), so
+    # the drawn area is proportional to the opening even when it is thinner than a pixel.
+    pixel = np.float32(2 / n)
+    h = half_height * np.sqrt(np.clip(1 - (xm / np.float32(_MOUTH_A * ax)) ** 2, 0, None))
+    coverage = np.clip(np.minimum(ym + pixel / 2, h) - np.maximum(ym - pixel / 2, -h), 0, pixel) / pixel
+    canvas += coverage[..., None] * (np.asarray(identity.mouth, np.float32) - canvas)
+
+    frames = canvas.reshape(len(pose), resolution, _SUPERSAMPLE, resolution, _SUPERSAMPLE, 3).mean((2, 4))
+    return np.round(frames).astype(np.uint8)
+
+
+def render_face(
+    identity: FaceIdentity,
+    mouth_open: float,
+    pose: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    resolution: int = 32,
+) -> np.ndarray:
+    """Render one frame: mouth_open in [0, 1], pose = (yaw, pitch, roll) degrees -> uint8 (H, W, 3)."""
+    return render_faces(identity, np.array([mouth_open]), np.array([pose]), resolution)[0]
+
+
+def measure_mouth_open(
+    frame: np.ndarray, identity: FaceIdentity, pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> float:
+    """Measure the mouth opening in [0, 1] back from the pixels of a rendered (or generated) frame.
+
+    Around the mouth every pixel is a blend of skin, lip and mouth-interior colour; solving for the blend
+    weights gives the interior coverage per pixel, whose sum is the interior area, proportional to the
+    opening. `pose` places the mouth; pass the pose the frame was rendered with.
+    """
+    resolution = frame.shape[0]
+    ax, ay = identity.face_axes
+    pose_arr = np.asarray(pose, float).reshape(1, 3)
+    x, y = _face_coords(pose_arr, resolution)
+    fx, fy = _feature_offset(identity, pose_arr)
+    pixel = 2 / resolution
+    region = _inside(x - fx, y - fy, 0, _MOUTH_Y * ay, _MOUTH_A * ax + pixel, _MOUTH_B * ay + pixel)[0]
+
+    skin = np.asarray(identity.skin, float)
+    basis = np.stack([np.asarray(identity.lips, float) - skin, np.asarray(identity.mouth, float) - skin], 1)
+    weights = np.linalg.pinv(basis) @ (frame[region].astype(float) - skin).T  # (2, pixels)
+    area = weights[1].sum() * pixel**2
+    return float(np.clip(area / (np.pi * _MOUTH_A * ax * _MOUTH_B * ay), 0, 1))
+
+
+def face_boxes(identity: FaceIdentity, pose: np.ndarray, resolution: int) -> np.ndarray:
+    """Pixel boxes (F, 4) x0, y0, x1, y1 around the head (face ellipse grown by the hair margin)."""
+    pose = np.asarray(pose, float).reshape(-1, 3)
+    ax, ay = _HEAD_SCALE * np.array(identity.face_axes)
+    cx, cy = _head_centre(pose)
+    roll = np.deg2rad(pose[:, 2])
+    half_w = np.sqrt((ax * np.cos(roll)) ** 2 + (ay * np.sin(roll)) ** 2)
+    half_h = np.sqrt((ax * np.sin(roll)) ** 2 + (ay * np.cos(roll)) ** 2)
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1)
+    return np.clip((boxes + 1) / 2 * resolution, 0, resolution).astype(np.float32)
+
+
+def boxes_to_mask(boxes: np.ndarray, resolution: int) -> np.ndarray:
+    """Union of pixel boxes (F, 4) as a float32 (H, W) mask: 1 on every pixel a box touches."""
+    mask = np.zeros((resolution, resolution), np.float32)
+    for x0, y0, x1, y1 in boxes:
+        mask[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 1
+    return mask
+
+
+# -------------------------------------------------------------------------------------------- clips
+
+
+def make_clip(
+    rng_or_seed: np.random.Generator | int,
+    num_frames: int,
+    resolution: int = 32,
+    fps: float = 25.0,
+    sample_rate: int = 16000,
+    identity: FaceIdentity | None = None,
+) -> dict[str, np.ndarray]:
+    """A talking-face clip: `frames` uint8 (F, H, W, 3), `audio` float32 (S,) with S = round(F * sr / fps),
+    `loudness`, `mouth_open`, `speed` (F,), `pose` (F, 3) degrees, `boxes` (F, 4) pixels and `mask` (H, W)."""
+    rng = np.random.default_rng(rng_or_seed)
+    identity = identity or FaceIdentity.sample(rng)
+    audio, loudness = synth_speech(rng, num_frames / fps, sample_rate, fps)
+    pose, speed = head_motion(rng, num_frames, fps)
+    mouth_open = mouth_from_loudness(loudness)
+    boxes = face_boxes(identity, pose, resolution)
+    return {
+        "frames": render_faces(identity, mouth_open, pose, resolution),
+        "audio": audio,
+        "loudness": loudness,
+        "mouth_open": mouth_open,
+        "pose": pose,
+        "speed": speed,
+        "boxes": boxes,
+        "mask": boxes_to_mask(boxes, resolution),
+    }
+
+
+def _images(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float32 in [-1, 1], channels first: (3, H, W) or (3, F, H, W)."""
+    images = torch.from_numpy(frames).float() / 127.5 - 1
+    return images.permute(2, 0, 1) if images.ndim == 3 else images.permute(3, 0, 1, 2)
+
+
+class SyntheticTalkingFaces(torch.utils.data.Dataset):
+    """Procedural talking-face clips, generated on the fly.
+
+    Item i depends only on (seed, split, i): its random stream is seeded with all three, so different
+    splits draw their identities and audio from independent streams (held-out people and speech).
+
+    stage 1 (reference net): `reference` (3, H, W) and `frames` (3, 1, H, W), two frames of one clip.
+    stages 2 and 3 (video): `reference` (3, H, W) the person with a closed mouth, `motion` (3, N, H, W)
+    the preceding frames, `frames` (3, F, H, W) the target frames, `audio` (S,) with
+    S = round(F * sample_rate / fps) aligned with the targets, and per target frame `speed`, `mouth_open`,
+    `loudness` (F,) and `pose` (F, 3). Every stage has `mask` (1, H, W), the union of the face boxes.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        stage: int = 2,
+        resolution: int = 32,
+        num_frames: int = 8,
+        motion_frames: int = 4,
+        fps: float = 25.0,
+        sample_rate: int = 16000,
+        seed: int = 0,
+        split: str = "train",
+    ) -> None:
+        if stage not in (1, 2, 3):
+            raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+        self.num_samples, self.stage, self.resolution = num_samples, stage, resolution
+        self.num_frames, self.motion_frames, self.fps, self.sample_rate = num_frames, motion_frames, fps, sample_rate
+        self.seed, self.split = seed, split
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def clip(self, index: int) -> tuple[FaceIdentity, dict[str, np.ndarray]]:
+        """The identity and the full raw clip (motion + target frames) behind item `index`."""
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
+        identity = FaceIdentity.sample(rng)
+        length = self.motion_frames + self.num_frames
+        return identity, make_clip(rng, length, self.resolution, self.fps, self.sample_rate, identity)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.num_samples:
+            raise IndexError(index)
+        identity, clip = self.clip(index)
+        if self.stage == 1:
+            rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 1])
+            ref, target = rng.choice(len(clip["frames"]), 2, replace=False)
+            return {
+                "reference": _images(clip["frames"][ref]),
+                "frames": _images(clip["frames"][target : target + 1]),
+                "mask": torch.from_numpy(boxes_to_mask(clip["boxes"][target : target + 1], self.resolution))[None],
+            }
+
+        n = self.motion_frames
+        start, length = round(n * self.sample_rate / self.fps), round(self.num_frames * self.sample_rate / self.fps)
+        audio = clip["audio"][start : start + length]
+        target = slice(n, None)
+        return {
+            "reference": _images(render_face(identity, 0.0, tuple(clip["pose"][0]), self.resolution)),
+            "motion": _images(clip["frames"][:n]),
+            "frames": _images(clip["frames"][target]),
+            "audio": torch.from_numpy(np.pad(audio, (0, length - len(audio)))),
+            "mask": torch.from_numpy(boxes_to_mask(clip["boxes"][target], self.resolution))[None],
+            "speed": torch.from_numpy(clip["speed"][target]),
+            "mouth_open": torch.from_numpy(clip["mouth_open"][target]),
+            "loudness": torch.from_numpy(clip["loudness"][target]),
+            "pose": torch.from_numpy(clip["pose"][target]),
+        }

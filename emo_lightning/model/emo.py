@@ -1,0 +1,132 @@
+"""The EMO network, assembled from registered components.
+
+    reference image ─VAE─► ReferenceNet ──(attn1 inputs, once per video)──┐
+    motion frames ──VAE─► ReferenceNet ──(unit outputs, once per clip)─┐   │
+    audio ─► audio encoder ─► audio tokens ───────────────────────┐    │   │
+    head speed ─► speed encoder ─► speed tokens ───────────────┐  │    │   │
+    face mask ─► face locator ─► + noisy latents ─► Backbone UNet (reference-attn ◄┘, audio-attn ◄┘,
+                                                                  temporal blocks ◄ motion, speed)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from emo_lightning import registry
+from emo_lightning.model.hooks import block_key, install_backbone, install_reference_net, temporal_locations
+from emo_lightning.model.state import UNetState
+
+
+@dataclass
+class Conditions:
+    """Everything the backbone is conditioned on, for a batch of B videos (or CFG branches)."""
+
+    reference: dict[str, Tensor] | None  # attn1 name -> (B, L, C)
+    face: Tensor | None = None  # (B, C_lat, h, w), added to every frame's noisy latent
+    motion: dict[str, Tensor] | None = None  # location -> (B, C, N, h, w)
+    audio: Tensor | None = None  # (B, F, T, D)
+    speed: Tensor | None = None  # (B, F, speed_dim)
+
+    def select(self, index: Tensor) -> Conditions:
+        """The conditions of the rows ``index`` (for building CFG batches)."""
+
+        def pick(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: v[index] for k, v in value.items()}
+            return None if value is None else value[index]
+
+        return Conditions(**{f: pick(getattr(self, f)) for f in self.__dataclass_fields__})
+
+
+def _spec(spec: dict[str, Any], what: str) -> tuple[str, dict[str, Any]]:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"model.{what} must be a mapping with a `name` key, got {spec!r}")
+    kwargs = dict(spec)
+    return kwargs.pop("name"), kwargs
+
+
+def _build(kind: str, spec: dict[str, Any], what: str, **derived: Any) -> Any:
+    name, kwargs = _spec(spec, what)
+    clash = sorted(set(kwargs) & set(derived))
+    if clash:
+        raise ValueError(f"model.{what}: {clash} are derived from the other components; remove them")
+    return registry.build(kind, name, **kwargs, **derived)
+
+
+class EMO(nn.Module):
+    """Backbone + ReferenceNet (diffusers UNets) with EMO's components; see the module docstring."""
+
+    def __init__(self, unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[str, Any],
+                 face_locator: dict[str, Any], temporal_block: dict[str, Any], speed_encoder: dict[str, Any]):
+        super().__init__()
+        self.vae = _build("vae", vae, "vae")
+        self.backbone = _build("unet", unet, "unet")
+        latent, cross_dim = self.backbone.config.in_channels, self.backbone.config.cross_attention_dim
+        if latent != self.vae.latent_channels or self.backbone.config.out_channels != latent:
+            raise ValueError(
+                f"the UNet takes {latent} latent channels but vae {vae['name']!r} makes "
+                f"{self.vae.latent_channels}: set model.unet.config.in_channels/out_channels to match")
+        self.reference_net = copy.deepcopy(self.backbone)  # EMO starts both from the same weights
+        self.audio_encoder = _build("audio_encoder", audio_encoder, "audio_encoder", output_dim=cross_dim)
+        self.face_locator = _build("face_locator", face_locator, "face_locator",
+                                   latent_channels=latent, downsample=self.vae.downsample)
+        self.speed_encoder = _build("speed_encoder", speed_encoder, "speed_encoder")
+        self.temporal_blocks = nn.ModuleDict({
+            block_key(location): _build("temporal_block", temporal_block, "temporal_block", channels=channels,
+                                        speed_dim=self.speed_encoder.output_dim, location=location)
+            for location, channels in temporal_locations(self.backbone).items()
+        })
+        self.state = UNetState()
+        install_backbone(self.backbone, self.temporal_blocks, self.state)
+        install_reference_net(self.reference_net, self.state)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.latent_channels
+
+    def _null_context(self, batch: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch, 1, self.backbone.config.cross_attention_dim)
+
+    def reference_features(self, reference_latents: Tensor) -> dict[str, Tensor]:
+        """ReferenceNet pass over ``(B, C, h, w)`` latents → the tokens entering each attn1 layer."""
+        b = reference_latents.shape[0]
+        timestep = torch.zeros(b, device=reference_latents.device, dtype=torch.long)
+        with self.state.use(capture="reference", captured={}):
+            self.reference_net(reference_latents, timestep, self._null_context(b, reference_latents))
+            return dict(self.state.captured)
+
+    def motion_features(self, motion_latents: Tensor) -> dict[str, Tensor]:
+        """ReferenceNet pass over ``(B, C, N, h, w)`` motion-frame latents → features at each temporal block."""
+        b, _, n = motion_latents.shape[:3]
+        frames = rearrange(motion_latents, "b c n h w -> (b n) c h w")
+        timestep = torch.zeros(frames.shape[0], device=frames.device, dtype=torch.long)
+        with self.state.use(capture="motion", captured={}):
+            self.reference_net(frames, timestep, self._null_context(frames.shape[0], frames))
+            captured = dict(self.state.captured)
+        return {k: rearrange(v, "(b n) c h w -> b c n h w", b=b) for k, v in captured.items()}
+
+    def denoise(self, noisy: Tensor, timesteps: Tensor, conditions: Conditions, temporal: bool = True) -> Tensor:
+        """Backbone prediction for ``(B, C, F, h, w)`` noisy latents at ``timesteps`` (B,)."""
+        b, _, f = noisy.shape[:3]
+        if conditions.face is not None:
+            noisy = noisy + conditions.face[:, :, None].to(noisy.dtype)
+        sample = rearrange(noisy, "b c f h w -> (b f) c h w")
+        timesteps = timesteps.expand(b).repeat_interleave(f)
+        if conditions.audio is not None:
+            context = rearrange(conditions.audio, "b f t d -> (b f) t d").to(noisy.dtype)
+        else:
+            context = self._null_context(b * f, noisy)
+        with self.state.use(num_frames=f, reference=conditions.reference, motion=conditions.motion,
+                            speed=conditions.speed, audio=conditions.audio is not None, temporal=temporal):
+            out = self.backbone(sample, timesteps, context).sample
+        return rearrange(out, "(b f) c h w -> b c f h w", b=b)
+
+    def without(self, conditions: Conditions, **drop: bool) -> Conditions:
+        """A copy of ``conditions`` with the named ones removed (e.g. ``audio=True``)."""
+        return replace(conditions, **{k: None for k, v in drop.items() if v})
