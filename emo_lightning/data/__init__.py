@@ -1,6 +1,7 @@
 """Synthetic talking-face data: a procedural generator and its LightningDataModule."""
 
 from emo_lightning.data.datamodule import SyntheticDataModule
+from emo_lightning.data.predict import PredictDataModule
 from emo_lightning.data.synthetic import (
     FaceIdentity,
     SyntheticTalkingFaces,
@@ -19,6 +20,7 @@ from emo_lightning.data.synthetic import (
 __all__ = [
     "FaceIdentity",
     "SyntheticDataModule",
+    "PredictDataModule",
     "SyntheticTalkingFaces",
     "boxes_to_mask",
     "face_boxes",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 Color = tuple[int, int, int]
 
@@ -34,7 +35,7 @@ _SPEECH_GAIN = 0.3  # waveform amplitude of a full-loudness syllable
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
-def _mix(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+def _mix(a: ArrayLike, b: ArrayLike, t: float) -> np.ndarray:
     return (1 - t) * np.asarray(a, float) + t * np.asarray(b, float)
 
 
@@ -108,7 +109,7 @@ def synth_speech(
     starts = np.concatenate([[0.0], np.cumsum(lengths + gaps)[:-1]]) - rng.uniform(0, lengths[0] + gaps[0])
     k = np.searchsorted(starts, t, side="right") - 1
     phase = (t - starts[k]) / lengths[k]
-    envelope = np.where(phase < 1, amplitudes[k] * np.sin(np.pi * np.minimum(phase, 1)) ** 2, 0.0)
+    envelope = np.where(phase < 1, amplitudes[k] * np.sin(np.pi * phase) ** 2, 0.0)
 
     wave = _SPEECH_GAIN * envelope * tone + 0.002 * rng.standard_normal(num_samples)
     edges = np.minimum(np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(int), num_samples)
@@ -131,9 +132,13 @@ def _rotations(pose: np.ndarray) -> np.ndarray:
     """(F, 3) yaw/pitch/roll degrees -> (F, 3, 3) rotation matrices R = Ry(yaw) Rx(pitch) Rz(roll)."""
     yaw, pitch, roll = np.deg2rad(pose).T
     c, s, one, zero = np.cos, np.sin, np.ones_like(yaw), np.zeros_like(yaw)
-    ry = np.stack([c(yaw), zero, s(yaw), zero, one, zero, -s(yaw), zero, c(yaw)], -1).reshape(-1, 3, 3)
-    rx = np.stack([one, zero, zero, zero, c(pitch), -s(pitch), zero, s(pitch), c(pitch)], -1).reshape(-1, 3, 3)
-    rz = np.stack([c(roll), -s(roll), zero, s(roll), c(roll), zero, zero, zero, one], -1).reshape(-1, 3, 3)
+
+    def matrix(*entries: np.ndarray) -> np.ndarray:
+        return np.stack(entries, -1).reshape(-1, 3, 3)
+
+    ry = matrix(c(yaw), zero, s(yaw), zero, one, zero, -s(yaw), zero, c(yaw))
+    rx = matrix(one, zero, zero, zero, c(pitch), -s(pitch), zero, s(pitch), c(pitch))
+    rz = matrix(c(roll), -s(roll), zero, s(roll), c(roll), zero, zero, zero, one)
     return ry @ rx @ rz
 
 
@@ -143,10 +148,14 @@ def head_speed(pose: np.ndarray) -> np.ndarray:
     r = _rotations(pose)
     cos = (np.einsum("fij,fij->f", r[:-1], r[1:]) - 1) / 2  # trace(R_t^T R_t+1) = 1 + 2 cos(angle)
     speed = np.rad2deg(np.arccos(np.clip(cos, -1, 1)))
-    return np.concatenate([speed[:1], speed]).astype(np.float32) if len(speed) else np.zeros(len(pose), np.float32)
+    if len(speed) == 0:  # a single frame does not move
+        return np.zeros(len(pose), np.float32)
+    return np.concatenate([speed[:1], speed]).astype(np.float32)
 
 
-def head_motion(rng: np.random.Generator, num_frames: int, fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+def head_motion(
+    rng: np.random.Generator, num_frames: int, fps: float = 25.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random yaw/pitch/roll trajectory (F, 3) in degrees, plus its speed (F,) in degrees/frame.
 
     Each axis is a sum of slow sinusoids evaluated on a time axis whose rate itself oscillates, so the
@@ -155,8 +164,8 @@ def head_motion(rng: np.random.Generator, num_frames: int, fps: float = 25.0) ->
     t = rng.uniform(0, 10) + np.arange(num_frames) / fps
     warp = np.exp(0.7 * np.sin(2 * np.pi * rng.uniform(0.2, 0.8) * t + rng.uniform(0, 7)))
     tau = t[0] + np.cumsum(warp) / fps
-    amps, freqs, phases = rng.uniform(0.2, 0.6, (3, 3)), rng.uniform(0.1, 0.7, (3, 3)), rng.uniform(0, 7, (3, 3))
-    raw = (amps[..., None] * np.sin(2 * np.pi * freqs[..., None] * tau + phases[..., None])).sum(1)
+    amps, freqs, phases = (rng.uniform(lo, hi, (3, 3, 1)) for lo, hi in ((0.2, 0.6), (0.05, 0.4), (0, 7)))
+    raw = (amps * np.sin(2 * np.pi * freqs * tau + phases)).sum(1)  # 3 axes x 3 sinusoids
     raw += rng.normal(0, 0.3, (3, 1))
     pose = (np.array(POSE_LIMITS)[:, None] * np.tanh(activity * raw)).T
     return pose.astype(np.float32), head_speed(pose)
@@ -207,8 +216,8 @@ def render_faces(
     xf, yf = x - fx, y - fy
 
     # Paint palette indices back to front (cheaper than painting RGB), then look the colours up.
-    palette = np.array([identity.background, identity.skin, identity.hair, identity.eyes, identity.lips], np.float32)
-    skin, hair, eyes, lips = 1, 2, 3, 4
+    colors = (identity.background, identity.skin, identity.hair, identity.eyes, identity.lips)
+    palette, (skin, hair, eyes, lips) = np.array(colors, np.float32), range(1, 5)
     labels = np.zeros(x.shape, np.uint8)
     if identity.hair_style == "long":
         labels[_inside(x, y, 0, 0, 1.1 * ax, 1.08 * ay) & (y < 0.55 * ay)] = hair
@@ -355,9 +364,15 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
-        self.num_samples, self.stage, self.resolution = num_samples, stage, resolution
-        self.num_frames, self.motion_frames, self.fps, self.sample_rate = num_frames, motion_frames, fps, sample_rate
-        self.seed, self.split = seed, split
+        self.num_samples = num_samples
+        self.stage = stage
+        self.resolution = resolution
+        self.num_frames = num_frames
+        self.motion_frames = motion_frames
+        self.fps = fps
+        self.sample_rate = sample_rate
+        self.seed = seed
+        self.split = split
 
     def __len__(self) -> int:
         return self.num_samples
@@ -376,14 +391,16 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
         if self.stage == 1:
             rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 1])
             ref, target = rng.choice(len(clip["frames"]), 2, replace=False)
+            mask = boxes_to_mask(clip["boxes"][target : target + 1], self.resolution)
             return {
                 "reference": _images(clip["frames"][ref]),
                 "frames": _images(clip["frames"][target : target + 1]),
-                "mask": torch.from_numpy(boxes_to_mask(clip["boxes"][target : target + 1], self.resolution))[None],
+                "mask": torch.from_numpy(mask)[None],
             }
 
         n = self.motion_frames
-        start, length = round(n * self.sample_rate / self.fps), round(self.num_frames * self.sample_rate / self.fps)
+        samples_per_frame = self.sample_rate / self.fps
+        start, length = round(n * samples_per_frame), round(self.num_frames * samples_per_frame)
         audio = clip["audio"][start : start + length]
         target = slice(n, None)
         return {

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from emo_lightning import registry
+from emo_lightning.components.base import Component
 from emo_lightning.model.hooks import block_key, install_backbone, install_reference_net, temporal_locations
 from emo_lightning.model.state import UNetState
 
@@ -85,10 +86,13 @@ class EMO(nn.Module):
         self.state = UNetState()
         install_backbone(self.backbone, self.temporal_blocks, self.state)
         install_reference_net(self.reference_net, self.state)
+        # frozen by their component (pretrained encoders, unused ReferenceNet layers): never trained
+        self._always_frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
 
-    @property
-    def latent_channels(self) -> int:
-        return self.vae.latent_channels
+    def external_weight_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of frozen pretrained weights that checkpoints leave out (rebuilt from source)."""
+        return tuple(f"{name}.{sub}." for name, module in self.named_modules()
+                     if isinstance(module, Component) for sub in module.pretrained_submodules)
 
     def _null_context(self, batch: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch, 1, self.backbone.config.cross_attention_dim)
@@ -126,7 +130,3 @@ class EMO(nn.Module):
                             speed=conditions.speed, audio=conditions.audio is not None, temporal=temporal):
             out = self.backbone(sample, timesteps, context).sample
         return rearrange(out, "(b f) c h w -> b c f h w", b=b)
-
-    def without(self, conditions: Conditions, **drop: bool) -> Conditions:
-        """A copy of ``conditions`` with the named ones removed (e.g. ``audio=True``)."""
-        return replace(conditions, **{k: None for k, v in drop.items() if v})

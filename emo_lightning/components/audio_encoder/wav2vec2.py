@@ -13,14 +13,19 @@ from emo_lightning.registry import register
 
 
 def load_wav2vec2(pretrained: str | None, config: dict[str, Any] | None) -> nn.Module:
-    """A ``Wav2Vec2Model`` from a hub id / local folder, or randomly initialised from ``config``."""
+    """A ``Wav2Vec2Model`` from a hub id / local folder, or randomly initialised from ``config``.
+
+    LayerDrop and SpecAugment are off: they are pre-training regularisers, and LayerDrop would change the
+    number of hidden states from step to step.
+    """
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+    feature_mode = {"layerdrop": 0.0, "apply_spec_augment": False}
     if pretrained:
-        return Wav2Vec2Model.from_pretrained(pretrained)
+        return Wav2Vec2Model.from_pretrained(pretrained, **feature_mode)
     if config is None:
         raise ValueError("wav2vec2 needs `pretrained` (hub id or local path) or a `config` dict")
-    return Wav2Vec2Model(Wav2Vec2Config(**config))
+    return Wav2Vec2Model(Wav2Vec2Config(**{**config, **feature_mode}))
 
 
 @register("audio_encoder", "wav2vec2")

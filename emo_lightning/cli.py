@@ -1,0 +1,124 @@
+"""The ``emo`` command: fit / validate / test / predict through LightningCLI, plus ``plugins``.
+
+Arguments are Hydra overrides of ``conf/`` (``experiment=tiny trainer.max_steps=20``). Arguments that
+start with ``-`` go to LightningCLI unchanged, so a saved run reproduces with
+``emo fit --config runs/t/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from emo_lightning.config import compose_config, to_lightning_cli
+
+USAGE = """usage: emo {fit,validate,test,predict} [hydra overrides ...] | emo <subcommand> --config FILE | emo plugins
+
+  emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
+  emo fit experiment=tiny model/audio_encoder=mel      swap a component by its config group
+  emo fit --config runs/t/config.yaml                  reproduce a run from its saved config
+  emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
+  emo plugins                                          list every registered component
+  emo fit --help                                       LightningCLI's full reference
+"""
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class SaveResolvedConfig(SaveConfigCallback):
+    """Writes the fully resolved config to ``<trainer.default_root_dir>/config.yaml`` whatever the logger."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        path = Path(trainer.default_root_dir) / self.config_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=False)
+
+
+def run_lightning_cli(args: list[str] | dict[str, Any]) -> LightningCLI:
+    from emo_lightning.training import EMOLightningModule
+
+    return LightningCLI(
+        EMOLightningModule, pl.LightningDataModule, subclass_mode_data=True, args=args,
+        save_config_callback=SaveResolvedConfig, save_config_kwargs={"save_to_log_dir": False},
+        auto_configure_optimizers=False,
+    )
+
+
+def predict_config(overrides: list[str]) -> dict[str, Any]:
+    """A LightningCLI ``predict`` config: the model from the checkpoint's own hyper-parameters."""
+    from emo_lightning.training.checkpoint import read_checkpoint
+
+    cfg = compose_config("predict", overrides)
+    hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters")
+    if not hparams:
+        raise ValueError(f"{cfg['ckpt_path']} holds no hyper-parameters: it was not written by emo fit")
+    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "seed", "steps", "guidance_reference",
+                                          "guidance_audio", "speed")}
+    data.update(resolution=hparams["resolution"], class_path="emo_lightning.data.PredictDataModule")
+    model = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's bookkeeping keys
+    return to_lightning_cli({**cfg, "model": model, "data": data})
+
+
+def print_plugins() -> None:
+    from emo_lightning import registry
+
+    registry.discover()
+    rows = []
+    for entry in registry.entries():
+        try:
+            entry.load()
+            status = "ok"
+        except registry.RegistryError:
+            status = f"import failed: {entry.error}"
+        rows.append((entry.kind, entry.name, entry.source, status))
+    widths = [max(len(r[i]) for r in rows + [("kind", "name", "source", "")]) for i in range(3)]
+    print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'source':<{widths[2]}}  status")
+    for kind, name, source, status in rows:
+        print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {source:<{widths[2]}}  {status}")
+
+
+def _friendly_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from emo_lightning.media import MediaError
+    from emo_lightning.registry import PluginContractError, RegistryError
+    from emo_lightning.training.checkpoint import CheckpointError
+
+    return (RegistryError, PluginContractError, CheckpointError, MediaError, HydraException,
+            OmegaConfBaseException, FileNotFoundError, ValueError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    os.environ.setdefault("WANDB_MODE", "offline") if os.environ.get("WANDB_API_KEY") is None else None
+    try:
+        if command == "plugins":
+            print_plugins()
+        elif command not in SUBCOMMANDS:
+            raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
+        elif any(arg.startswith("-") for arg in rest):
+            sys.argv = [sys.argv[0]]  # LightningCLI warns when args and sys.argv both carry arguments
+            run_lightning_cli([command, *rest])
+        else:
+            cfg = predict_config(rest) if command == "predict" else to_lightning_cli(compose_config("fit", rest))
+            sys.argv = [sys.argv[0]]
+            run_lightning_cli({"subcommand": command, command: cfg})
+    except _friendly_errors() as exc:
+        if os.environ.get("EMO_DEBUG"):
+            raise
+        print(f"emo {command}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

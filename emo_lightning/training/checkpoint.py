@@ -1,0 +1,80 @@
+"""Checkpoints: loaded without unpickling code, checked against the model before any weight is copied."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable or does not fit the model it is loaded into."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; never runs pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects beyond tensors and plain containers, and is not loaded "
+            f"(loading would run code from the file). Re-save it with emo-lightning. Detail: {exc}") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint: {exc}") from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    return checkpoint
+
+
+def _expected(module: Any) -> dict[str, torch.Size]:
+    skip = tuple("model." + p for p in module.model.external_weight_prefixes())
+    return {k: v.shape for k, v in module.state_dict().items() if not k.startswith(skip)}
+
+
+def _summary(keys: list[str], limit: int = 5) -> str:
+    more = f" … and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def check_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` naming what differs when ``state_dict`` was made by another config."""
+    expected = _expected(module)
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(k for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k])
+    if not (missing or unexpected or mismatched):
+        return
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} tensors have other shapes ("
+                        + _summary([f"{k}: {tuple(state_dict[k].shape)} vs {tuple(expected[k])}"
+                                    for k in mismatched]) + ")")
+    if missing:
+        problems.append(f"{len(missing)} weights of this model are missing ({_summary(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weights are not in this model ({_summary(unexpected)})")
+    raise CheckpointError(
+        f"the {source} was made by a different model config than the one being built: "
+        + "; ".join(problems)
+        + ". Use the config saved with that run (its config.yaml, or `emo predict` which rebuilds the model "
+          "from the checkpoint), or start a new stage from it with model.init_from=<checkpoint>.")
+
+
+def load_weights(module: nn.Module, path: str | Path) -> str:
+    """Copy the weights of an earlier stage's checkpoint that fit; report what was new or left out."""
+    state_dict = read_checkpoint(path)["state_dict"]
+    expected = _expected(module)
+    fitting = {k: v for k, v in state_dict.items() if k in expected and v.shape == expected[k]}
+    if not fitting:
+        raise CheckpointError(f"no weight of {path} fits this model: it was made for another architecture")
+    module.load_state_dict(fitting, strict=False)
+    new = len(set(expected) - set(fitting))
+    dropped = len(set(state_dict) - set(fitting))
+    return f"{len(fitting)} tensors loaded, {new} new in this model, {dropped} in the checkpoint unused"

@@ -1,0 +1,225 @@
+"""The LightningModule: EMO assembled from the config, trained stage by stage, sampled clip by clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from emo_lightning import registry
+from emo_lightning.model import EMO, Conditions
+from emo_lightning.model.sampler import ClipSampler, Guidance
+from emo_lightning.training.checkpoint import check_state_dict, load_weights
+from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
+
+DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                    "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
+
+
+class EMOLightningModule(pl.LightningModule):
+    """EMO, built from registered components.
+
+    Args:
+        unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder: component specs, each a
+            mapping with the registered ``name`` and that component's keyword arguments.
+        noise_schedule: diffusers scheduler keywords shared by the training and sampling schedulers
+            (``prediction_type``: ``epsilon``, ``v_prediction`` or ``sample``).
+        train_scheduler, sample_scheduler: ``scheduler`` component specs (DDPM / DDIM by default).
+        stage: 1 (images), 2 (video + audio) or 3 (video + audio + speed); sets the data layout, the
+            active condition paths and, unless ``trainable`` is given, the trainable groups.
+        trainable: parameter groups to train (see :mod:`emo_lightning.training.stages`).
+        condition_dropout: per-sample probability of dropping ``reference``, ``audio`` and ``motion``
+            (classifier-free guidance and first-clip training).
+        init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
+        plugins: plugin files/directories to import before building (see :mod:`emo_lightning.registry`).
+    """
+
+    def __init__(
+        self,
+        unet: dict[str, Any],
+        vae: dict[str, Any],
+        audio_encoder: dict[str, Any],
+        face_locator: dict[str, Any],
+        temporal_block: dict[str, Any],
+        speed_encoder: dict[str, Any],
+        noise_schedule: dict[str, Any] | None = None,
+        train_scheduler: dict[str, Any] | None = None,
+        sample_scheduler: dict[str, Any] | None = None,
+        stage: int = 2,
+        trainable: list[str] | None = None,
+        lr: float = 1e-5,
+        weight_decay: float = 1e-2,
+        condition_dropout: dict[str, float] | None = None,
+        num_frames: int = 12,
+        motion_frames: int = 4,
+        fps: float = 25.0,
+        resolution: int = 512,
+        num_inference_steps: int = 40,
+        guidance_reference: float = 1.0,
+        guidance_audio: float = 1.0,
+        speed: float = 1.0,
+        init_from: str | None = None,
+        plugins: list[str] | None = None,
+    ):
+        super().__init__()
+        if stage not in STAGE_GROUPS:
+            raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        self.save_hyperparameters()
+        registry.load_plugin_paths(plugins or [])
+        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder)
+        self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
+        self.train_scheduler = self._scheduler(train_scheduler or {"name": "ddpm"})
+        self.trainable_counts = apply_trainable(self.model, trainable or STAGE_GROUPS[stage])
+        self.dropout = {"reference": 0.05, "audio": 0.05, "motion": 0.1, **(condition_dropout or {})}
+        self.strict_loading = False  # frozen pretrained weights are left out of checkpoints: see checkpoint.py
+
+    def _scheduler(self, spec: dict[str, Any]) -> Any:
+        spec = dict(spec)
+        return registry.build("scheduler", spec.pop("name"), **{**self.noise_schedule, **spec})
+
+    # ---- stages -------------------------------------------------------------------------------------
+    @property
+    def uses_video(self) -> bool:
+        return self.hparams.stage >= 2
+
+    @property
+    def uses_speed(self) -> bool:
+        return self.hparams.stage >= 3
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from:
+            report = load_weights(self, self.hparams.init_from)
+            rank_zero_info(f"initialised from {self.hparams.init_from}: {report}")
+
+    def on_fit_start(self) -> None:
+        lines = [f"EMO stage {self.hparams.stage}: trainable parameters by group"]
+        lines += [f"  {g:<14} {'train' if n else 'frozen':<7} {n:>12,}" for g, n in self.trainable_counts.items()]
+        rank_zero_info("\n".join(lines))
+        for logger in self.loggers:
+            logger.log_hyperparams({f"trainable/{g}": n for g, n in self.trainable_counts.items()})
+
+    # ---- training -----------------------------------------------------------------------------------
+    def _encode_video(self, video: Tensor) -> Tensor:
+        latents = self.model.vae.encode(rearrange(video, "b c f h w -> (b f) c h w"))
+        return rearrange(latents, "(b f) c h w -> b c f h w", b=video.shape[0])
+
+    def _keep(self, name: str, batch: int, training: bool) -> Tensor:
+        """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
+        p = self.dropout[name] if training else 0.0
+        return (torch.rand(batch, device=self.device) >= p).float()
+
+    def conditions(self, batch: dict[str, Tensor], training: bool) -> Conditions:
+        """Encode a batch's conditions, with condition dropout when ``training``."""
+        model, b = self.model, batch["reference"].shape[0]
+        with torch.no_grad():
+            ref_latents = model.vae.encode(batch["reference"])
+        keep_ref = self._keep("reference", b, training)
+        conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
+                                face=model.face_locator(batch["mask"]))
+        if self.uses_video:
+            num_frames = batch["frames"].shape[2]
+            with torch.no_grad():
+                motion_latents = self._encode_video(batch["motion"])
+            keep_motion = self._keep("motion", b, training)[:, None, None, None, None]
+            conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
+            audio = model.audio_encoder(batch["audio"], num_frames)
+            conditions.audio = audio * self._keep("audio", b, training)[:, None, None, None]
+        if self.uses_speed:
+            conditions.speed = model.speed_encoder(batch["speed"])
+        return conditions
+
+    def diffusion_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
+        with torch.no_grad():
+            latents = self._encode_video(batch["frames"])
+        conditions = self.conditions(batch, training)
+        noise = torch.randn_like(latents)
+        sched = self.train_scheduler
+        t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), device=self.device)
+        noisy = sched.add_noise(latents, noise, t)
+        prediction_type = sched.config.prediction_type
+        if prediction_type == "epsilon":
+            target = noise
+        elif prediction_type == "v_prediction":
+            target = sched.get_velocity(latents, noise, t)
+        elif prediction_type == "sample":
+            target = latents
+        else:
+            raise ValueError(f"unsupported prediction_type {prediction_type!r}")
+        pred = self.model.denoise(noisy, t, conditions, temporal=self.uses_video)
+        return F.mse_loss(pred.float(), target.float())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.diffusion_loss(batch, training=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["reference"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.diffusion_loss(batch, training=False)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["reference"].shape[0])
+        return loss
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.diffusion_loss(batch, training=False)
+        self.log("test/loss", loss, sync_dist=True, batch_size=batch["reference"].shape[0])
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"nothing to train: groups {self.hparams.trainable} of {GROUPS} have no parameters")
+        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        prefixes = tuple("model." + p for p in self.model.external_weight_prefixes())
+        if prefixes:
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                        if not k.startswith(prefixes)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_state_dict(self, checkpoint["state_dict"], source="checkpoint")
+
+    # ---- generation ---------------------------------------------------------------------------------
+    def sampler(self, steps: int | None = None, guidance: Guidance | None = None) -> ClipSampler:
+        hp = self.hparams
+        return ClipSampler(
+            self.model, self._scheduler(hp.sample_scheduler or {"name": "ddim", "clip_sample": False}),
+            num_frames=hp.num_frames, motion_frames=hp.motion_frames, steps=steps or hp.num_inference_steps,
+            guidance=guidance or Guidance(hp.guidance_reference, hp.guidance_audio),
+            temporal=self.uses_video, use_audio=self.uses_video, use_speed=self.uses_speed)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[str]:
+        """Generate every job of a batch (see :class:`emo_lightning.data.predict.GenerationJobs`)."""
+        return [self.generate_video(batch["image"][i:i + 1], batch["audio"][i], batch["mask"][i:i + 1],
+                                    batch["output"][i], **batch["controls"][i])
+                for i in range(len(batch["output"]))]
+
+    @torch.no_grad()
+    def generate_video(self, image: Tensor, waveform: Tensor, mask: Tensor, output: str | Path,
+                       seed: int | None = 0, steps: int | None = None, guidance_reference: float | None = None,
+                       guidance_audio: float | None = None, speed: float | None = None) -> str:
+        """Write an H.264 MP4 (input audio muxed in) for ``image`` (1, 3, H, W) in [-1, 1], ``waveform``
+        (S,) at the audio encoder's rate and face ``mask`` (1, 1, H, W), streaming clip by clip."""
+        from emo_lightning.media import Mp4Writer
+
+        hp, rate = self.hparams, self.model.audio_encoder.sample_rate
+        total = round(waveform.shape[-1] / rate * hp.fps)
+        if total < 1:
+            raise ValueError(f"the audio for {output} is shorter than one video frame")
+        guidance = Guidance(hp.guidance_reference if guidance_reference is None else guidance_reference,
+                            hp.guidance_audio if guidance_audio is None else guidance_audio)
+        generator = torch.Generator(self.device).manual_seed(0 if seed is None else int(seed))
+        clips = self.sampler(steps, guidance).generate(
+            image.to(self.device), waveform.reshape(1, -1).to(self.device), total, mask.to(self.device),
+            speed=hp.speed if speed is None else speed, generator=generator)
+        with Mp4Writer(output, fps=hp.fps, width=image.shape[-1], height=image.shape[-2],
+                       audio=waveform.float().cpu().numpy(), sample_rate=rate) as writer:
+            for clip in clips:
+                writer.write(rearrange(clip[0], "c f h w -> f c h w").float().cpu())
+        return str(output)
