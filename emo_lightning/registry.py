@@ -60,6 +60,15 @@ class Entry:
     target: Any = None  # the class/factory once loaded
     loader: Callable[[], Any] | None = None  # lazily imports the target
     error: str | None = None  # why loading failed, once tried
+    tiny: dict[str, Any] | None = None  # keyword arguments of a tiny instance, for tests
+
+    def tiny_config(self) -> dict[str, Any]:
+        """Arguments for a tiny, randomly initialised instance: from ``register(..., tiny=)`` or the
+        component's ``tiny_config()`` classmethod; ``{}`` when it declares none."""
+        target = self.load()
+        if self.tiny is not None:
+            return dict(self.tiny)
+        return dict(target.tiny_config()) if hasattr(target, "tiny_config") else {}
 
     def load(self) -> Any:
         if self.target is None and self.loader is not None:
@@ -90,12 +99,15 @@ def _check_kind(kind: str) -> None:
         raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
 
 
-def register(kind: str, name: str) -> Callable[[Any], Any]:
-    """Decorator registering a class (or factory) as component ``name`` of ``kind``."""
+def register(kind: str, name: str, tiny: dict[str, Any] | None = None) -> Callable[[Any], Any]:
+    """Decorator registering a class (or factory) as component ``name`` of ``kind``.
+
+    ``tiny``: keyword arguments that build a tiny instance (the contract tests use them).
+    """
     _check_kind(kind)
 
     def decorator(target: Any) -> Any:
-        _state.entries[kind][name] = Entry(kind, name, _state.current_source, target=target)
+        _state.entries[kind][name] = Entry(kind, name, _state.current_source, target=target, tiny=tiny)
         return target
 
     return decorator
@@ -178,19 +190,24 @@ def entries(kind: str | None = None) -> list[Entry]:
     return [_state.entries[k][n] for k in kinds for n in sorted(_state.entries[k])]
 
 
-def get(kind: str, name: str) -> Any:
-    """The class or factory registered as ``name`` of ``kind`` (imported on first use)."""
+def entry(kind: str, name: str) -> Entry:
+    """The registry entry of ``name`` of ``kind``; the error lists the names that exist."""
     _check_kind(kind)
     discover()
-    entry = _state.entries[kind].get(name)
-    if entry is None:
+    found = _state.entries[kind].get(name)
+    if found is None:
         known = ", ".join(sorted(_state.entries[kind])) or "(none)"
         raise RegistryError(
             f"unknown {kind} component {name!r}. Registered {kind} components: {known}. "
             f"Third-party components register through the {ENTRY_POINT_GROUP!r} entry-point group "
             f"or a module in ./plugins or ${PLUGIN_PATH_ENV}."
         )
-    return entry.load()
+    return found
+
+
+def get(kind: str, name: str) -> Any:
+    """The class or factory registered as ``name`` of ``kind`` (imported on first use)."""
+    return entry(kind, name).load()
 
 
 def build(kind: str, name: str, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int) -> Tensor:
     return torch.clamp(torch.minimum(rising, falling), min=0.0)
 
 
-@register("audio_encoder", "mel")
+@register("audio_encoder", "mel", tiny={"num_mels": 20, "hidden_dim": 16})
 class MelAudioEncoder(AudioEncoder):
     """Log-mel spectrogram (25 ms windows, 10 ms hop) → 1-D convs → frame-rate tokens."""
 

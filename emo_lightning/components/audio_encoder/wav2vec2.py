@@ -28,7 +28,11 @@ def load_wav2vec2(pretrained: str | None, config: dict[str, Any] | None) -> nn.M
     return Wav2Vec2Model(Wav2Vec2Config(**{**config, **feature_mode}))
 
 
-@register("audio_encoder", "wav2vec2")
+TINY_WAV2VEC2 = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+                 "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}
+
+
+@register("audio_encoder", "wav2vec2", tiny={"config": TINY_WAV2VEC2, "layers": [1, 2], "freeze": False})
 class Wav2Vec2AudioEncoder(AudioEncoder):
     """Frozen wav2vec 2.0 → hidden states of ``layers`` concatenated → trainable MLP → ±window frames.
 
@@ -48,6 +52,9 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
         in_dim = self.model.config.hidden_size * len(self.layers)
         self.proj = nn.Sequential(nn.Linear(in_dim, output_dim), nn.SiLU(), nn.Linear(output_dim, output_dim),
                                   nn.LayerNorm(output_dim))
+        if getattr(self.model, "masked_spec_embed", None) is not None:
+            self.model.masked_spec_embed.requires_grad_(False)  # SpecAugment is off: never used
+        self.frozen = freeze
         if freeze:
             self.model.requires_grad_(False)
             self.model.eval()
@@ -56,14 +63,14 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
 
     def train(self, mode: bool = True) -> Wav2Vec2AudioEncoder:
         super().train(mode)
-        if not next(self.model.parameters()).requires_grad:
+        if self.frozen:
             self.model.eval()  # frozen: keep dropout off during training
         return self
 
     def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
         wave = waveform.to(next(self.model.parameters()).dtype)
         wave = (wave - wave.mean(1, keepdim=True)) / (wave.std(1, keepdim=True) + 1e-5)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and next(self.model.parameters()).requires_grad):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             states = self.model(wave, output_hidden_states=True).hidden_states
         features = torch.cat([states[i] for i in self.layers], dim=-1).to(self.proj[0].weight.dtype)
         return sliding_window(self.proj(resample_frames(features, num_frames)), self.window)

@@ -10,7 +10,7 @@ from emo_lightning.components.base import FaceLocator
 from emo_lightning.registry import register
 
 
-@register("face_locator", "conv")
+@register("face_locator", "conv", tiny={"channels": 8})
 class ConvFaceLocator(FaceLocator):
     """Mask → conv 3×3 → log2(downsample) stride-2 convs (SiLU) → zero-initialised conv to the latent."""
 

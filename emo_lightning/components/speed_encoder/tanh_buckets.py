@@ -10,7 +10,7 @@ from emo_lightning.components.windows import sliding_window
 from emo_lightning.registry import register
 
 
-@register("speed_encoder", "tanh_buckets")
+@register("speed_encoder", "tanh_buckets", tiny={"output_dim": 16, "hidden_dim": 16})
 class TanhBucketSpeedEncoder(SpeedEncoder):
     """s_i = tanh((w − c_i) / r_i · 3) for ``num_buckets`` centres c_i spread over [0, max_speed].
 

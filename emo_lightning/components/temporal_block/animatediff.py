@@ -32,7 +32,7 @@ def adapter_key(location: str) -> str:
     return f"{match[1]}.{match[2]}.motion_modules.{match[3]}"
 
 
-@register("temporal_block", "animatediff")
+@register("temporal_block", "animatediff", tiny={"num_attention_heads": 2, "norm_num_groups": 4, "speed_heads": 2})
 class AnimateDiffTemporalBlock(TemporalBlock):
     """Temporal self-attention over [motion frames, frames] (AnimateDiff layout), then speed attention.
 

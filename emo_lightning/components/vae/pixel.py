@@ -9,7 +9,7 @@ from emo_lightning.components.base import VAE
 from emo_lightning.registry import register
 
 
-@register("vae", "pixel")
+@register("vae", "pixel", tiny={"downsample": 2})
 class PixelUnshuffleVAE(VAE):
     """``(B, 3, H, W) -> (B, 3·f², H/f, W/f)`` by pixel-unshuffle with factor f; decode is the inverse."""
 

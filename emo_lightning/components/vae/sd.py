@@ -11,8 +11,12 @@ from torch import Tensor
 from emo_lightning.components.base import VAE
 from emo_lightning.registry import register
 
+TINY_VAE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
+            "up_block_types": ["UpDecoderBlock2D"] * 2, "latent_channels": 4, "norm_num_groups": 4,
+            "layers_per_block": 1}
 
-@register("vae", "sd")
+
+@register("vae", "sd", tiny={"config": TINY_VAE})
 class StableDiffusionVAE(VAE):
     """Frozen ``AutoencoderKL`` from ``pretrained`` (hub id / SD folder, ``subfolder="vae"``) or a config.
 
