@@ -40,3 +40,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def tiny_config(*overrides: str) -> dict:
+    """The composed `experiment=tiny` config (Hydra layout) with extra overrides."""
+    from emo_lightning.config import compose_config
+
+    return compose_config("fit", ["experiment=tiny", *overrides])
+
+
+def tiny_module(*overrides: str):
+    from emo_lightning.training import EMOLightningModule
+
+    return EMOLightningModule(**tiny_config(*overrides)["model"])
+
+
+def tiny_batch(stage: int = 3, batch_size: int = 2, num_frames: int = 8, seed: int = 0) -> dict:
+    from torch.utils.data import default_collate
+
+    from emo_lightning.data import SyntheticTalkingFaces
+
+    data = SyntheticTalkingFaces(batch_size, stage=stage, resolution=32, num_frames=num_frames, seed=seed)
+    return default_collate([data[i] for i in range(batch_size)])

@@ -1,0 +1,152 @@
+"""Registry behaviour: lookup errors, the three plugin sources, and contract violations at build time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from emo_lightning import registry
+from emo_lightning.registry import PluginContractError, RegistryError
+
+
+def test_unknown_name_lists_the_registered_ones():
+    with pytest.raises(RegistryError) as err:
+        registry.get("audio_encoder", "whisperr")
+    message = str(err.value)
+    assert "'whisperr'" in message and "mel" in message and "wav2vec2" in message
+
+
+def test_unknown_kind_lists_the_kinds():
+    with pytest.raises(RegistryError, match="kinds are: unet, vae, audio_encoder"):
+        registry.get("audio_encoders", "mel")
+
+
+def test_example_plugin_package_registers_through_its_entry_point():
+    entry = registry.entry("temporal_block", "conv1d")
+    assert entry.source == "entry point (emo-temporal-conv)"
+    block = registry.build("temporal_block", "conv1d", channels=16, speed_dim=8, **entry.tiny_config())
+    assert type(block).__module__ == "emo_temporal_conv"
+
+
+def _write_plugin(directory, name, body):
+    path = directory / f"{name}.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GOOD = """
+    from torch import nn
+    from emo_lightning.components.base import SpeedEncoder
+    from emo_lightning.components.windows import sliding_window
+    from emo_lightning.registry import register
+
+    @register("speed_encoder", "{name}", tiny={{"output_dim": 4}})
+    class Linear(SpeedEncoder):
+        def __init__(self, output_dim=4, window=1):
+            super().__init__()
+            self.output_dim, self.window = output_dim, window
+            self.proj = nn.Linear(2 * window + 1, output_dim)
+
+        def forward(self, speed):
+            return self.proj(sliding_window(speed[..., None], self.window).flatten(2))
+"""
+
+
+def test_plugin_file_from_a_path_registers_and_builds(tmp_path):
+    path = _write_plugin(tmp_path, "my_speed", GOOD.format(name="file_linear"))
+    registry.load_plugin_paths([tmp_path])
+    entry = registry.entry("speed_encoder", "file_linear")
+    assert entry.source == f"file ({path})"
+    assert registry.build("speed_encoder", "file_linear").output_dim == 4
+
+
+def test_plugin_directory_from_the_environment_variable(tmp_path, monkeypatch):
+    _write_plugin(tmp_path, "env_speed", GOOD.format(name="env_linear"))
+    monkeypatch.setenv(registry.PLUGIN_PATH_ENV, str(tmp_path))
+    registry.discover()
+    assert registry.entry("speed_encoder", "env_linear").source.startswith("file (")
+
+
+def test_plugin_with_a_wrong_output_shape_fails_at_build_naming_it(tmp_path):
+    _write_plugin(tmp_path, "bad_shape", """
+        import torch
+        from emo_lightning.components.base import SpeedEncoder
+        from emo_lightning.registry import register
+
+        @register("speed_encoder", "bad_shape")
+        class BadShape(SpeedEncoder):
+            output_dim, window = 8, 0
+            def forward(self, speed):
+                return torch.zeros(speed.shape[0], 8)  # forgot the frame axis
+    """)
+    registry.load_plugin_paths([tmp_path])
+    with pytest.raises(PluginContractError, match=r"speed_encoder component 'bad_shape' breaks its interface"):
+        registry.build("speed_encoder", "bad_shape")
+
+
+def test_plugin_missing_a_method_fails_at_build_naming_it(tmp_path):
+    _write_plugin(tmp_path, "no_decode", """
+        from emo_lightning.components.base import VAE
+        from emo_lightning.registry import register
+
+        @register("vae", "no_decode")
+        class NoDecode(VAE):
+            latent_channels, downsample = 3, 1
+            def encode(self, images):
+                return images
+    """)
+    registry.load_plugin_paths([tmp_path])
+    with pytest.raises(PluginContractError, match=r"vae component 'no_decode' does not implement .*decode"):
+        registry.build("vae", "no_decode")
+
+
+def test_plugin_that_is_not_a_component_fails_at_build(tmp_path):
+    _write_plugin(tmp_path, "not_module", """
+        from emo_lightning.registry import register
+
+        @register("face_locator", "not_a_module")
+        def locator(latent_channels, downsample):
+            return "a string"
+    """)
+    registry.load_plugin_paths([tmp_path])
+    with pytest.raises(PluginContractError, match=r"'not_a_module' built a str, which is not a .*FaceLocator"):
+        registry.build("face_locator", "not_a_module", latent_channels=4, downsample=8)
+
+
+def test_plugin_file_that_fails_to_import_names_the_file(tmp_path):
+    path = _write_plugin(tmp_path, "broken", "import this_package_does_not_exist\n")
+    with pytest.raises(RegistryError, match=f"plugin file {path} failed to import: ModuleNotFoundError"):
+        registry.load_plugin_paths([path])
+
+
+def test_missing_plugin_path_is_an_error(tmp_path):
+    with pytest.raises(RegistryError, match="does not exist"):
+        registry.load_plugin_paths([tmp_path / "nowhere"])
+
+
+def test_emo_plugins_lists_every_kind_name_and_source():
+    out = subprocess.run([sys.executable, "-m", "emo_lightning.cli", "plugins"], capture_output=True, text=True,
+                         check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].split() == ["kind", "name", "source", "status"]
+    rows = {tuple(line.split()[:2]): line for line in lines[1:]}
+    for kind in registry.KINDS:
+        assert any(k == kind for k, _ in rows), f"kind {kind} missing from `emo plugins`"
+    assert "built-in" in rows[("audio_encoder", "mel")] and rows[("audio_encoder", "mel")].endswith("ok")
+    assert "entry point (emo-temporal-conv)" in rows[("temporal_block", "conv1d")]
+
+
+def test_emo_plugins_reports_a_plugin_that_fails_to_import(tmp_path):
+    """An entry point whose module is broken is listed with the reason, not a crash."""
+    dist = tmp_path / "broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[emo_lightning.plugins]\nvae.broken = no_such_module:VAE\n")
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "emo_lightning.cli", "plugins"], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    line = next(line for line in out.splitlines() if line.startswith("vae") and " broken " in line)
+    assert "entry point (broken-plugin)" in line and "import failed: ModuleNotFoundError" in line
