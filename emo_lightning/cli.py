@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,24 @@ class SaveResolvedConfig(SaveConfigCallback):
 def run_lightning_cli(args: list[str] | dict[str, Any]) -> LightningCLI:
     from emo_lightning.training import EMOLightningModule
 
+    # sys.argv stays as it is (DDP re-launches the command from it); LightningCLI warns about that
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     return LightningCLI(
         EMOLightningModule, pl.LightningDataModule, subclass_mode_data=True, args=args,
         save_config_callback=SaveResolvedConfig, save_config_kwargs={"save_to_log_dir": False},
         auto_configure_optimizers=False,
     )
+
+
+def fit_config(overrides: list[str]) -> dict[str, Any]:
+    """A LightningCLI fit/validate/test config; a ``ckpt_path`` must match the configured components."""
+    from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
+
+    cfg = to_lightning_cli(compose_config("fit", overrides))
+    if cfg.get("ckpt_path"):
+        hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters") or {}
+        check_architecture(hparams, cfg["model"], cfg["ckpt_path"])
+    return cfg
 
 
 def predict_config(overrides: list[str]) -> dict[str, Any]:
@@ -100,18 +114,15 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
-    os.environ.setdefault("WANDB_MODE", "offline") if os.environ.get("WANDB_API_KEY") is None else None
     try:
         if command == "plugins":
             print_plugins()
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):
-            sys.argv = [sys.argv[0]]  # LightningCLI warns when args and sys.argv both carry arguments
             run_lightning_cli([command, *rest])
         else:
-            cfg = predict_config(rest) if command == "predict" else to_lightning_cli(compose_config("fit", rest))
-            sys.argv = [sys.argv[0]]
+            cfg = predict_config(rest) if command == "predict" else fit_config(rest)
             run_lightning_cli({"subcommand": command, command: cfg})
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):

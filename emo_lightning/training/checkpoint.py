@@ -67,6 +67,30 @@ def check_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], sou
           "from the checkpoint), or start a new stage from it with model.init_from=<checkpoint>.")
 
 
+ARCHITECTURE_KEYS = ("unet", "vae", "audio_encoder", "face_locator", "temporal_block", "speed_encoder")
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def check_architecture(hparams: dict[str, Any], model_config: dict[str, Any], path: str | Path) -> None:
+    """Raise :class:`CheckpointError` when the checkpoint's components differ from the configured ones."""
+    saved = {k: v for key in ARCHITECTURE_KEYS for k, v in _flatten(hparams.get(key), f"model.{key}").items()}
+    wanted = {k: v for key in ARCHITECTURE_KEYS for k, v in _flatten(model_config.get(key), f"model.{key}").items()}
+    diffs = [f"{k}: {saved.get(k, '(unset)')!r} in the checkpoint, {wanted.get(k, '(unset)')!r} in the config"
+             for k in sorted(set(saved) | set(wanted), key=lambda k: (not k.endswith(".name"), k))
+             if saved.get(k) != wanted.get(k)]
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {path} was made by a different model config: " + "; ".join(diffs[:6])
+            + (f" … and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+            + ". Resume with the run's own config (emo fit --config <run>/config.yaml), drop the component "
+              "overrides, or start a new run from its weights with model.init_from=<checkpoint>.")
+
+
 def load_weights(module: nn.Module, path: str | Path) -> str:
     """Copy the weights of an earlier stage's checkpoint that fit; report what was new or left out."""
     state_dict = read_checkpoint(path)["state_dict"]

@@ -157,6 +157,8 @@ class EMOLightningModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.diffusion_loss(batch, training=True)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["reference"].shape[0])
+        if self._trainer is not None:
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

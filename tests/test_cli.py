@@ -1,0 +1,140 @@
+"""`emo` end to end in subprocesses, exactly as a user types it: fit → config.yaml + last.ckpt → predict → MP4."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from emo_lightning.media import probe_video
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emo(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "EMO_CONFIG_DIR": str(REPO / "conf")}
+    result = subprocess.run([sys.executable, "-m", "emo_lightning.cli", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"emo {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(workdir) -> Path:
+    emo("fit", "experiment=tiny", "trainer.max_steps=20", "trainer.default_root_dir=runs/t", cwd=workdir)
+    return workdir / "runs" / "t"
+
+
+@pytest.fixture(scope="module")
+def media(workdir) -> tuple[Path, Path]:
+    """A real photo (skimage's astronaut) and 1.3 s of 44.1 kHz stereo 16-bit audio."""
+    from skimage import data
+
+    image = workdir / "portrait.jpg"
+    Image.fromarray(data.astronaut()).save(image)
+    audio = workdir / "speech.wav"
+    t = np.arange(int(1.3 * 44100)) / 44100
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 4 * t) > 0)).astype(np.float32)
+    with wave.open(str(audio), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(44100)
+        f.writeframes((np.stack([tone, tone * 0.5], 1) * 32767).astype("<i2").tobytes())
+    return image, audio
+
+
+def test_fit_writes_the_resolved_config_checkpoint_and_offline_wandb_run(tiny_run):
+    config = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert config["trainer"]["max_steps"] == 20
+    assert config["model"]["unet"]["config"]["block_out_channels"] == [32, 64]
+    assert "${" not in (tiny_run / "config.yaml").read_text()  # fully resolved
+    checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert checkpoint["global_step"] == 20
+    assert checkpoint["hyper_parameters"]["stage"] == 3
+    assert list((tiny_run / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_predict_writes_an_h264_aac_mp4_as_long_as_the_audio(tiny_run, media, workdir):
+    image, audio = media
+    emo("predict", f"ckpt_path={tiny_run}/checkpoints/last.ckpt", f"image={image}", f"audio={audio}",
+        "output=out.mp4", cwd=workdir)
+    info = probe_video(workdir / "out.mp4")
+    assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+    assert (info["width"], info["height"]) == (32, 32)
+    assert abs(info["num_frames"] - 1.3 * 25) <= 1
+    assert info["audio_duration"] == pytest.approx(1.3, abs=0.1)
+
+
+def test_fit_reproduces_from_the_saved_config(tiny_run, tmp_path):
+    """The saved config alone re-runs the job (run from another folder: its paths are relative)."""
+    emo("fit", "--config", str(tiny_run / "config.yaml"), "--trainer.max_steps=2", "--trainer.logger=false",
+        cwd=tmp_path)
+    again = yaml.safe_load((tmp_path / "runs/t/config.yaml").read_text())
+    original = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert again["model"] == original["model"] and again["data"] == original["data"]
+    assert torch.load(tmp_path / "runs/t/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_mel_audio_encoder_swap(workdir):
+    emo("fit", "experiment=tiny", "model/audio_encoder=mel", "trainer.max_steps=5",
+        "trainer.default_root_dir=runs/m", cwd=workdir)
+    config = yaml.safe_load((workdir / "runs/m/config.yaml").read_text())
+    assert config["model"]["audio_encoder"]["name"] == "mel"
+    assert torch.load(workdir / "runs/m/checkpoints/last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-2000:]
+
+
+def test_unknown_component_name_is_a_clear_error(workdir):
+    result = emo("fit", "experiment=tiny", "model.audio_encoder.name=whisperr", cwd=workdir, check=False)
+    assert_clean_error(result, "unknown audio_encoder component 'whisperr'", "mel, wav2vec2")
+
+
+def test_unreadable_image_is_a_clear_error(tiny_run, media, workdir):
+    bad = workdir / "not_an_image.png"
+    bad.write_text("this is text, not a PNG")
+    result = emo("predict", f"ckpt_path={tiny_run}/checkpoints/last.ckpt", f"image={bad}", f"audio={media[1]}",
+                 "output=bad.mp4", cwd=workdir, check=False)
+    assert_clean_error(result, "not_an_image.png")
+    assert not (workdir / "bad.mp4").exists()
+
+
+def test_checkpoint_from_another_config_is_a_clear_error(tiny_run, workdir):
+    result = emo("fit", "experiment=tiny", "model/audio_encoder=mel", f"ckpt_path={tiny_run}/checkpoints/last.ckpt",
+                 "trainer.default_root_dir=runs/x", cwd=workdir, check=False)
+    assert_clean_error(result, "was made by a different model config", "model.audio_encoder.name: 'wav2vec2'")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(media, workdir):
+    bad = workdir / "corrupt.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    result = emo("predict", f"ckpt_path={bad}", f"image={media[0]}", f"audio={media[1]}", cwd=workdir, check=False)
+    assert_clean_error(result, "corrupt.ckpt is not a readable PyTorch checkpoint")
+
+
+def test_two_process_ddp_on_cpu(workdir):
+    result = emo("fit", "experiment=tiny", "trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=3",
+                 "data.batch_size=2", "trainer.default_root_dir=runs/ddp", "logger=csv", cwd=workdir)
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
+    checkpoint = torch.load(workdir / "runs/ddp/checkpoints/last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 3
