@@ -18,13 +18,15 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
-USAGE = """usage: emo {fit,validate,test,predict} [hydra overrides ...] | emo <subcommand> --config FILE | emo plugins
+USAGE = """usage: emo {fit,validate,test,predict,quickstart} [hydra overrides ...] | emo <subcommand> --config FILE
+       emo plugins
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
   emo fit experiment=tiny model/audio_encoder=mel      swap a component by its config group
   emo fit --config runs/t/config.yaml                  reproduce a run from its saved config
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
   emo plugins                                          list every registered component
+  emo quickstart output=quickstart                     tiny model on synthetic faces → quickstart/sample.mp4
   emo fit --help                                       LightningCLI's full reference
 """
 
@@ -117,6 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "plugins":
             print_plugins()
+        elif command == "quickstart":
+            from emo_lightning.quickstart import quickstart
+
+            output = next((a.split("=", 1)[1] for a in rest if a.startswith("output=")), "quickstart")
+            video = quickstart(output, [a for a in rest if not a.startswith("output=")])
+            print(f"wrote {video}")
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):
