@@ -7,6 +7,7 @@ start with ``-`` go to LightningCLI unchanged, so a saved run reproduces with
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -25,6 +26,7 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart} [hydra overrides ..
   emo fit experiment=tiny model/audio_encoder=mel      swap a component by its config group
   emo fit --config runs/t/config.yaml                  reproduce a run from its saved config
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
+  emo predict ckpt_path=runs/t/checkpoints/last.ckpt jobs=jobs.csv   one video per row (image,audio,output)
   emo plugins                                          list every registered component
   emo quickstart output=quickstart                     tiny model on synthetic faces → quickstart/sample.mp4
   emo fit --help                                       LightningCLI's full reference
@@ -73,9 +75,11 @@ def predict_config(overrides: list[str]) -> dict[str, Any]:
     hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters")
     if not hparams:
         raise ValueError(f"{cfg['ckpt_path']} holds no hyper-parameters: it was not written by emo fit")
-    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "seed", "steps", "guidance_reference",
-                                          "guidance_audio", "speed")}
-    data.update(resolution=hparams["resolution"], class_path="emo_lightning.data.PredictDataModule")
+    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
+                                          "guidance_reference", "guidance_audio", "speed", "sampler", "fps")}
+    data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
+                sample_rate=hparams["audio_encoder"].get("sample_rate", 16000),
+                class_path="emo_lightning.data.PredictDataModule")
     model = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's bookkeeping keys
     return to_lightning_cli({**cfg, "model": model, "data": data})
 
@@ -123,15 +127,20 @@ def main(argv: list[str] | None = None) -> None:
             from emo_lightning.quickstart import quickstart
 
             output = next((a.split("=", 1)[1] for a in rest if a.startswith("output=")), "quickstart")
-            video = quickstart(output, [a for a in rest if not a.startswith("output=")])
-            print(f"wrote {video}")
+            metrics = quickstart(output, [a for a in rest if not a.startswith("output=")])
+            print(f"wrote {output}/sample.mp4, {output}/metrics.json, {output}/sync.png")
+            print(json.dumps(metrics, indent=2))
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):
             run_lightning_cli([command, *rest])
         else:
             cfg = predict_config(rest) if command == "predict" else fit_config(rest)
-            run_lightning_cli({"subcommand": command, command: cfg})
+            cli = run_lightning_cli({"subcommand": command, command: cfg})
+            if command == "predict":
+                from emo_lightning.data.predict import raise_on_failures
+
+                raise_on_failures([r for batch in cli.trainer.predict_loop.predictions for r in batch])
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):
             raise

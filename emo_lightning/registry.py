@@ -39,6 +39,8 @@ KINDS: dict[str, str] = {
     "temporal_block": "attention along the frame axis (+ motion frames, speed)",
     "speed_encoder": "head rotation speed per frame -> speed tokens",
     "scheduler": "diffusion noise scheduler",
+    "face_detector": "RGB image -> face boxes with scores (preprocessing, portrait crops)",
+    "pose_estimator": "video frames + face boxes -> head rotation speed per frame (preprocessing)",
 }
 
 

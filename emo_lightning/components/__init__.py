@@ -2,7 +2,9 @@
 
 from emo_lightning.components import (  # noqa: F401
     audio_encoder,
+    face_detector,
     face_locator,
+    pose_estimator,
     scheduler,
     speed_encoder,
     temporal_block,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numpy as np
 import torch
 from diffusers import SchedulerMixin, UNet2DConditionModel
 from torch import Tensor, nn
@@ -165,6 +166,54 @@ class VAE(Component):
             _expect(component.decode(latents), (1, 3, size, size), "decode(latents)")
 
 
+class FaceDetector(ABC):
+    """Face boxes in one image (preprocessing and portrait crops; not an nn.Module).
+
+    ``detect(image uint8 (H, W, 3) RGB) -> float32 (K, 5)``: rows ``x0, y0, x1, y1, score`` in pixels of
+    ``image``, sorted by score, highest first; ``(0, 5)`` when there is no face. Scores are the detector's own
+    confidence: comparable within one detector, not across detectors.
+    """
+
+    @abstractmethod
+    def detect(self, image: np.ndarray) -> np.ndarray: ...
+
+    @classmethod
+    def check_contract(cls, component: FaceDetector) -> None:
+        out = component.detect(np.full((64, 48, 3), 128, np.uint8))
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 2 or out.shape[1] != 5:
+            raise PluginContractError(f"detect(64x48 image) returned {_describe(out)}, expected float32 (K, 5)")
+        if len(out) > 1 and np.any(np.diff(out[:, 4]) > 0):
+            raise PluginContractError("detect() rows are not sorted by score, highest first")
+
+
+class PoseEstimator(ABC):
+    """Head rotation speed from a face track (preprocessing; not an nn.Module).
+
+    ``speed(frames uint8 (F, H, W, 3) RGB, boxes float32 (F, 4) x0, y0, x1, y1 pixels) -> float32 (F,)``: the
+    head's rotation between consecutive frames in degrees per frame (≥ 0), the speed encoder's input. Frame 0
+    has no predecessor and copies frame 1 (as :func:`emo_lightning.data.synthetic.head_speed` does).
+    """
+
+    @abstractmethod
+    def speed(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
+
+    @classmethod
+    def check_contract(cls, component: PoseEstimator) -> None:
+        frames = np.full((3, 48, 48, 3), 128, np.uint8)
+        boxes = np.tile(np.array([[8, 8, 40, 40]], np.float32), (3, 1))
+        out = component.speed(frames, boxes)
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (3,):
+            raise PluginContractError(f"speed(3 frames) returned {_describe(out)}, expected float32 (3,)")
+        if not np.all(np.isfinite(out) & (out >= 0)):
+            raise PluginContractError(f"speed(3 frames) returned {out}, expected finite values >= 0")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {value.shape}"
+    return type(value).__name__
+
+
 class _DiffusersContract:
     """Contract for kinds whose interface is a diffusers base class."""
 
@@ -191,4 +240,6 @@ INTERFACES: dict[str, type | _DiffusersContract] = {
     "face_locator": FaceLocator,
     "temporal_block": TemporalBlock,
     "speed_encoder": SpeedEncoder,
+    "face_detector": FaceDetector,
+    "pose_estimator": PoseEstimator,
 }

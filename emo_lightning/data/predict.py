@@ -1,82 +1,119 @@
-"""Generation jobs (portrait + audio → video) as a DataModule, so `emo predict` runs through Lightning."""
+"""Generation jobs (portrait + audio → video) as a DataModule, so `emo predict` runs through Lightning.
+
+A job that fails (unreadable file, no face, too-short audio) is reported and the others still run:
+:func:`run_job` turns any error into a result, and :func:`raise_on_failures` reports them all at the end.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from emo_lightning.media import load_audio, load_image
+from emo_lightning.data.jobs import read_jobs
+from emo_lightning.data.portrait import DetectorSpec, load_portrait
+from emo_lightning.media import load_audio
+from emo_lightning.progress import StepBar
+
+GENERATION_CONTROLS = ("seed", "steps", "guidance_reference", "guidance_audio", "speed", "sampler", "fps")
+"""Controls handed to :meth:`EMOLightningModule.generate_video`; ``resolution`` and ``face_detector`` act
+on the portrait while it is read."""
 
 
-def square_crop(image: np.ndarray, resolution: int) -> np.ndarray:
-    """Centre square crop resized to ``resolution``² (uint8 HWC)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(image[top:top + side, left:left + side])
-    return np.array(crop.resize((resolution, resolution), Image.Resampling.LANCZOS))
-
-
-def central_face_mask(resolution: int, margin: float = 0.15) -> torch.Tensor:
-    """The face-region mask for an already-cropped portrait: the central box, (1, H, W)."""
-    mask = torch.zeros(1, resolution, resolution)
-    lo, hi = round(margin * resolution), round((1 - margin) * resolution)
-    mask[:, lo:hi, lo:hi] = 1.0
-    return mask
+class JobsFailed(ValueError):
+    """Some jobs of an ``emo predict`` run failed; the message lists each one."""
 
 
 class GenerationJobs(Dataset):
-    """One item per job: ``image``, ``audio``, ``output`` paths plus optional sampling controls
-    (``seed``, ``steps``, ``guidance_reference``, ``guidance_audio``, ``speed``; None = the model's default).
-    Items are ready for :meth:`EMOLightningModule.predict_step`."""
+    """One item per job: the cropped portrait, its face mask, the audio, the output path and the controls.
+    An item whose inputs cannot be read carries ``error`` instead of tensors."""
 
-    def __init__(self, jobs: list[dict[str, Any]], resolution: int, sample_rate: int):
-        self.jobs, self.resolution, self.sample_rate = jobs, resolution, sample_rate
+    def __init__(self, jobs: list[dict[str, Any]], resolution: int, sample_rate: int, face_detector: DetectorSpec):
+        self.jobs, self.resolution = jobs, resolution
+        self.sample_rate, self.face_detector = sample_rate, face_detector
 
     def __len__(self) -> int:
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         job = self.jobs[index]
-        image = square_crop(load_image(job["image"]), self.resolution)
-        return {
-            "image": torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0,
-            "audio": torch.from_numpy(load_audio(job["audio"], self.sample_rate)),
-            "mask": central_face_mask(self.resolution),
-            "output": str(job["output"]),
-            "controls": {k: job.get(k) for k in CONTROLS},
-        }
+        item = {"index": index, "count": len(self.jobs), "output": str(job["output"]),
+                "controls": {k: job.get(k) for k in GENERATION_CONTROLS}}
+        try:
+            image, mask = load_portrait(job["image"], job.get("resolution") or self.resolution,
+                                        job.get("face_detector") or self.face_detector)
+            audio = torch.from_numpy(load_audio(job["audio"], self.sample_rate))
+        except Exception as err:  # any unreadable input fails this job only
+            return {**item, "error": _describe(err)}
+        return {**item, "image": image, "mask": mask, "audio": audio}
 
 
-CONTROLS = ("seed", "steps", "guidance_reference", "guidance_audio", "speed")
+def collate_jobs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs stay separate: their audio lengths (and resolutions) differ."""
+    return items
 
 
-def collate_jobs(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors of equal shape; keep per-job paths, audio of any length and controls as lists."""
-    return {key: torch.stack([i[key] for i in items]) if key in ("image", "mask") else [i[key] for i in items]
-            for key in items[0]}
+def run_job(module: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """Generate one job with a progress bar; returns ``{"output", "error"}`` (``error`` None on success)."""
+    label = f"job {job['index'] + 1}/{job['count']}" if job["count"] > 1 else "generating"
+    error = job.get("error")
+    if error is None:
+        with StepBar(f"{label} {Path(job['output']).name}") as bar:
+            try:
+                module.generate_video(job["image"][None], job["audio"], job["mask"][None], job["output"],
+                                      progress=bar, **job["controls"])
+            except Exception as err:  # a failed job must not stop the others
+                error = _describe(err)
+    if error is not None:
+        print(f"{label} failed: {error}", file=sys.stderr)
+    return {"output": job["output"], "error": error}
+
+
+def raise_on_failures(results: list[dict[str, Any]]) -> None:
+    """Raise :class:`JobsFailed` listing every failed job; a single job's error is raised as it is."""
+    failed = [r for r in results if r["error"]]
+    if len(results) == 1 and failed:
+        raise JobsFailed(failed[0]["error"])
+    if failed:
+        lines = "\n".join(f"  {r['output']}: {r['error']}" for r in failed)
+        raise JobsFailed(f"{len(failed)} of {len(results)} jobs failed:\n{lines}")
+
+
+def _describe(err: Exception) -> str:
+    """Our own errors (ValueError, MediaError, OSError) name the file already; anything else gets its type."""
+    return str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
 
 
 class PredictDataModule(pl.LightningDataModule):
-    """A single job from ``image``/``audio``/``output``; its inputs are read when generation starts."""
+    """The jobs of one ``emo predict`` run: ``image``/``audio``/``output``, or the rows of a ``jobs`` file
+    (CSV/JSONL, see :mod:`emo_lightning.data.jobs`). The controls given here are every job's defaults;
+    None takes the model's own. Inputs are read when generation reaches them."""
 
-    def __init__(self, image: str, audio: str, output: str = "out.mp4", resolution: int = 512,
-                 sample_rate: int = 16000, seed: int = 0, steps: int | None = None,
+    def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
+                 jobs: str | None = None, resolution: int = 512, sample_rate: int = 16000,
+                 face_detector: DetectorSpec = "none", seed: int = 0, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
-                 speed: float | None = None):
+                 speed: float | None = None, sampler: str | None = None, fps: float | None = None):
         super().__init__()
-        for kind, path in (("image", image), ("audio", audio)):
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"{kind} file {path} does not exist")
-        job = {"image": image, "audio": audio, "output": output, "seed": seed, "steps": steps,
-               "guidance_reference": guidance_reference, "guidance_audio": guidance_audio, "speed": speed}
-        self.jobs = GenerationJobs([job], resolution, sample_rate)
+        controls = {"seed": seed, "steps": steps, "guidance_reference": guidance_reference,
+                    "guidance_audio": guidance_audio, "speed": speed, "sampler": sampler, "fps": fps,
+                    "resolution": resolution, "face_detector": face_detector}
+        if jobs is not None:
+            if image is not None or audio is not None:
+                raise ValueError("give either jobs=<file> or image=… audio=…, not both")
+            job_list = read_jobs(jobs, controls)
+        else:
+            if image is None or audio is None:
+                raise ValueError("emo predict needs image=<portrait> and audio=<speech>, or jobs=<csv/jsonl file>")
+            for kind, path in (("image", image), ("audio", audio)):
+                if not Path(path).is_file():
+                    raise FileNotFoundError(f"{kind} file {path} does not exist")
+            job_list = [{"image": image, "audio": audio, "output": output, **controls}]
+        self.jobs = GenerationJobs(job_list, resolution, sample_rate, face_detector)
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.jobs, batch_size=1, collate_fn=collate_jobs)

@@ -2,12 +2,13 @@
 
 The reference image goes through the ReferenceNet once per video; each clip's motion frames (the last
 ``motion_frames`` latents of the previous clip; zeros for the first) once per clip; the audio encoder
-once per video. Only the backbone runs at every denoising step.
+once per video (in overlapping windows when it is long). Only the backbone runs at every denoising step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from diffusers import SchedulerMixin
 from einops import rearrange
 from torch import Tensor
 
+from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO, Conditions
 
 
@@ -33,6 +35,16 @@ class Guidance:
         return [b for b in weights if abs(b[2]) > 1e-8]
 
 
+@dataclass
+class Progress:
+    """Where generation is, after each denoising step."""
+
+    step: int  # denoising steps done, over all clips
+    total: int  # denoising steps of the whole video
+    clip: int  # the clip being denoised, from 1
+    clips: int
+
+
 class ClipSampler:
     """Generates a portrait video for a waveform, ``num_frames`` frames per clip."""
 
@@ -46,9 +58,11 @@ class ClipSampler:
 
     @torch.no_grad()
     def generate(self, reference: Tensor, waveform: Tensor, total_frames: int, mask: Tensor,
-                 speed: float = 1.0, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+                 speed: float = 1.0, generator: torch.Generator | None = None,
+                 on_step: Callable[[Progress], None] | None = None) -> Iterator[Tensor]:
         """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] for ``reference`` (B, 3, H, W) and ``waveform`` (B, S)
-        until ``total_frames`` frames are out. ``mask`` (B, 1, H, W) is the face region."""
+        until ``total_frames`` frames are out. ``mask`` (B, 1, H, W) is the face region; ``on_step`` is
+        called after every denoising step."""
         model, b = self.model, reference.shape[0]
         branches = self.guidance.branches()
         if not self.use_audio:
@@ -58,7 +72,8 @@ class ClipSampler:
         rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
         reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
         face = model.face_locator(mask).repeat(len(branches), 1, 1, 1)
-        audio = model.audio_encoder(waveform, total_frames) if self.use_audio else None
+        audio = encode_audio(model.audio_encoder, waveform, total_frames) if self.use_audio else None
+        clips = math.ceil(total_frames / self.num_frames)
 
         motion_latents = None
         for start in range(0, total_frames, self.num_frames):
@@ -73,7 +88,12 @@ class ClipSampler:
             if self.use_speed:
                 speeds = torch.full((b * len(branches), n), float(speed), device=reference.device)
                 conditions.speed = model.speed_encoder(speeds)
-            latents = self._denoise_clip(conditions, ref_latents, n, branches, generator)
+
+            def report(step: int, clip: int = start // self.num_frames) -> None:
+                if on_step is not None:
+                    on_step(Progress(clip * self.steps + step, clips * self.steps, clip + 1, clips))
+
+            latents = self._denoise_clip(conditions, ref_latents, n, branches, generator, report)
             motion_latents = latents if motion_latents is None else torch.cat([motion_latents, latents], 2)
             motion_latents = motion_latents[:, :, -self.motion_frames:]
             frames = model.vae.decode(rearrange(latents, "b c f h w -> (b f) c h w"))
@@ -91,16 +111,18 @@ class ClipSampler:
         return {k: v.repeat(copies, 1, 1, 1, 1) for k, v in self.model.motion_features(motion_latents).items()}
 
     def _denoise_clip(self, conditions: Conditions, ref_latents: Tensor, n: int,
-                      branches: list[tuple[bool, bool, float]], generator: torch.Generator | None) -> Tensor:
+                      branches: list[tuple[bool, bool, float]], generator: torch.Generator | None,
+                      on_step: Callable[[int], None]) -> Tensor:
         b, c, h, w = ref_latents.shape
         self.scheduler.set_timesteps(self.steps, device=ref_latents.device)
         latents = torch.randn((b, c, n, h, w), generator=generator, device=ref_latents.device,
                               dtype=ref_latents.dtype) * self.scheduler.init_noise_sigma
         weights = [w for _, _, w in branches]
-        for t in self.scheduler.timesteps:
+        for i, t in enumerate(self.scheduler.timesteps, 1):
             model_in = self.scheduler.scale_model_input(latents.repeat(len(branches), 1, 1, 1, 1), t)
             preds = self.model.denoise(model_in, t.reshape(1).to(latents.device), conditions,
                                        temporal=self.temporal).chunk(len(branches))
             pred = sum(weight * p for weight, p in zip(weights, preds, strict=True))
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
+            on_step(i)
         return latents

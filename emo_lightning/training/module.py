@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
-from emo_lightning.model.sampler import ClipSampler, Guidance
+from emo_lightning.model.sampler import ClipSampler, Guidance, Progress
 from emo_lightning.training.checkpoint import check_state_dict, load_weights
 from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
                     "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
+SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}  # extra arguments when a sampler is chosen by name
 
 
 class EMOLightningModule(pl.LightningModule):
@@ -188,39 +190,59 @@ class EMOLightningModule(pl.LightningModule):
         check_state_dict(self, checkpoint["state_dict"], source="checkpoint")
 
     # ---- generation ---------------------------------------------------------------------------------
-    def sampler(self, steps: int | None = None, guidance: Guidance | None = None) -> ClipSampler:
+    def sampler(self, steps: int | None = None, guidance: Guidance | None = None,
+                scheduler: str | None = None) -> ClipSampler:
+        """The clip sampler; ``scheduler`` names a registered scheduler (``ddim``, ``dpmsolver++``, …) to use
+        instead of the model's ``sample_scheduler``."""
         hp = self.hparams
+        spec = hp.sample_scheduler or {"name": "ddim", **SAMPLER_DEFAULTS["ddim"]}
+        if scheduler and scheduler != spec["name"]:
+            spec = {"name": scheduler, **SAMPLER_DEFAULTS.get(scheduler, {})}
         return ClipSampler(
-            self.model, self._scheduler(hp.sample_scheduler or {"name": "ddim", "clip_sample": False}),
+            self.model, self._scheduler(spec),
             num_frames=hp.num_frames, motion_frames=hp.motion_frames, steps=steps or hp.num_inference_steps,
             guidance=guidance or Guidance(hp.guidance_reference, hp.guidance_audio),
             temporal=self.uses_video, use_audio=self.uses_video, use_speed=self.uses_speed)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[str]:
-        """Generate every job of a batch (see :class:`emo_lightning.data.predict.GenerationJobs`)."""
-        return [self.generate_video(batch["image"][i:i + 1], batch["audio"][i], batch["mask"][i:i + 1],
-                                    batch["output"][i], **batch["controls"][i])
-                for i in range(len(batch["output"]))]
+    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
+        """Generate every job of a batch (see :class:`emo_lightning.data.predict.GenerationJobs`); a failed
+        job becomes a result with its ``error``, so the others still run."""
+        from emo_lightning.data.predict import run_job
+
+        return [run_job(self, job) for job in batch]
+
+    @property
+    def size_multiple(self) -> int:
+        """Generated images' sides must be multiples of this (the VAE's and the UNet's downsampling)."""
+        return self.model.vae.downsample * 2 ** (len(self.model.backbone.config.block_out_channels) - 1)
 
     @torch.no_grad()
     def generate_video(self, image: Tensor, waveform: Tensor, mask: Tensor, output: str | Path,
                        seed: int | None = 0, steps: int | None = None, guidance_reference: float | None = None,
-                       guidance_audio: float | None = None, speed: float | None = None) -> str:
+                       guidance_audio: float | None = None, speed: float | None = None, sampler: str | None = None,
+                       fps: float | None = None, progress: Callable[[Progress], None] | None = None) -> str:
         """Write an H.264 MP4 (input audio muxed in) for ``image`` (1, 3, H, W) in [-1, 1], ``waveform``
-        (S,) at the audio encoder's rate and face ``mask`` (1, 1, H, W), streaming clip by clip."""
+        (S,) at the audio encoder's rate and face ``mask`` (1, 1, H, W), streaming clip by clip.
+        None takes the model's default; ``sampler`` names a scheduler; ``progress`` is called every step."""
         from emo_lightning.media import Mp4Writer
 
         hp, rate = self.hparams, self.model.audio_encoder.sample_rate
-        total = round(waveform.shape[-1] / rate * hp.fps)
+        fps = hp.fps if fps is None else fps
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if image.shape[-1] % self.size_multiple or image.shape[-2] % self.size_multiple:
+            raise ValueError(f"this model generates sizes that are multiples of {self.size_multiple}, "
+                             f"not {image.shape[-1]}x{image.shape[-2]}: choose another resolution")
+        total = round(waveform.shape[-1] / rate * fps)
         if total < 1:
             raise ValueError(f"the audio for {output} is shorter than one video frame")
         guidance = Guidance(hp.guidance_reference if guidance_reference is None else guidance_reference,
                             hp.guidance_audio if guidance_audio is None else guidance_audio)
         generator = torch.Generator(self.device).manual_seed(0 if seed is None else int(seed))
-        clips = self.sampler(steps, guidance).generate(
+        clips = self.sampler(steps, guidance, sampler).generate(
             image.to(self.device), waveform.reshape(1, -1).to(self.device), total, mask.to(self.device),
-            speed=hp.speed if speed is None else speed, generator=generator)
-        with Mp4Writer(output, fps=hp.fps, width=image.shape[-1], height=image.shape[-2],
+            speed=hp.speed if speed is None else speed, generator=generator, on_step=progress)
+        with Mp4Writer(output, fps=fps, width=image.shape[-1], height=image.shape[-2],
                        audio=waveform.float().cpu().numpy(), sample_rate=rate) as writer:
             for clip in clips:
                 writer.write(rearrange(clip[0], "c f h w -> f c h w").float().cpu())

@@ -1,0 +1,83 @@
+"""The portrait a video starts from: the face found and cropped the way training crops it, plus its mask."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from emo_lightning.media import load_image
+
+NO_DETECTOR = "none"
+"""``face_detector=none``: centre square crop and a central face box, for portraits a detector misses
+(cartoons, sketches, synthetic faces) or that are already cropped."""
+
+DetectorSpec = str | dict[str, Any]
+"""A registered ``face_detector`` name, or a mapping of its ``name`` and keyword arguments."""
+
+
+def square_crop(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre square crop resized to ``resolution``² (uint8 HWC)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = Image.fromarray(image[top:top + side, left:left + side])
+    return np.array(crop.resize((resolution, resolution), Image.Resampling.LANCZOS))
+
+
+def central_face_mask(resolution: int, margin: float = 0.15) -> np.ndarray:
+    """The face-region mask for an already-cropped portrait: the central box, (H, W) float32."""
+    mask = np.zeros((resolution, resolution), np.float32)
+    lo, hi = round(margin * resolution), round((1 - margin) * resolution)
+    mask[lo:hi, lo:hi] = 1.0
+    return mask
+
+
+def _split(spec: DetectorSpec) -> tuple[str, dict[str, Any]]:
+    kwargs = {"name": spec} if isinstance(spec, str) else dict(spec)
+    return kwargs.pop("name"), kwargs
+
+
+@functools.cache
+def _build_detector(name: str, kwargs_json: str) -> Any:
+    from emo_lightning import registry
+
+    return registry.build("face_detector", name, **json.loads(kwargs_json))
+
+
+def face_detector(spec: DetectorSpec) -> Any:
+    """The face detector of ``spec``, built once per process (its model loads once)."""
+    name, kwargs = _split(spec)
+    return _build_detector(name, json.dumps(kwargs, sort_keys=True))
+
+
+def crop_face(image: np.ndarray, resolution: int, detector: DetectorSpec, source: str
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(crop (res, res, 3) uint8, mask (res, res) float32) of the face in ``image`` found by ``detector``."""
+    name, _ = _split(detector)
+    if name == NO_DETECTOR:
+        return square_crop(image, resolution), central_face_mask(resolution)
+    from emo_lightning.preprocess.crop import NoFaceError, crop_portrait
+
+    try:
+        return crop_portrait(image, face_detector(detector), resolution)
+    except NoFaceError as err:
+        raise NoFaceError(f"no face found in {source} by the {name!r} face detector; use a clearer frontal "
+                          f"portrait, or face_detector={NO_DETECTOR} to take the centre of the image as it is "
+                          f"(drawings, cartoons, already-cropped faces)") from err
+
+
+def load_portrait(path: str | Path, resolution: int, detector: DetectorSpec) -> tuple[Tensor, Tensor]:
+    """Read any image file and crop its face: ``(3, res, res)`` in [-1, 1] and the face mask ``(1, res, res)``.
+
+    Raises :class:`~emo_lightning.media.MediaError` (naming the file) when it is unreadable or holds no face.
+    """
+    crop, mask = crop_face(load_image(path), resolution, detector, str(path))
+    image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return image, torch.from_numpy(np.asarray(mask, np.float32))[None]

@@ -1,0 +1,78 @@
+"""One video → data set items: decode, face track, crop, head speed, audio; each segment one item."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emo_lightning.components.base import FaceDetector, PoseEstimator
+from emo_lightning.preprocess.crop import DEFAULT_MARGIN, DEFAULT_MIN_FACE, boxes_in_crop, crop_frames, square_region
+from emo_lightning.preprocess.decode import aligned_audio, audio_span, has_audio, resampled_frames, segments
+from emo_lightning.preprocess.faces import face_track
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a preprocessed data set is made with; a data set folder holds one setting throughout."""
+
+    fps: float = 25.0
+    resolution: int = 512
+    sample_rate: int = 16000
+    segment_seconds: float = 5.0  # one item per segment: its frames, boxes, speeds and audio
+    margin: float = DEFAULT_MARGIN
+    min_face: float = DEFAULT_MIN_FACE
+    min_face_frames: float = 0.9  # a segment with a face in fewer of its frames is dropped
+    jpeg_quality: int = 95
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def encode_jpegs(frames: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (F, H, W, 3) RGB → (all JPEG bytes concatenated as uint8, offsets int64 (F + 1,))."""
+    blobs = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].ravel() for f in frames]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    return np.concatenate(blobs).astype(np.uint8), offsets
+
+
+def process_video(path: str | Path, video_id: str, identity: str, settings: Settings, detector: FaceDetector,
+                  estimator: PoseEstimator, emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Turn one video into items handed to ``emit``; return the report fields (frames, segments kept/dropped).
+
+    A segment is kept when a face is found in at least ``min_face_frames`` of its frames; its square crop is the
+    union of its face boxes grown by ``margin``. Raises MediaError for unreadable or truncated files (the caller
+    discards anything already emitted).
+    """
+    sound = has_audio(path)
+    audio = aligned_audio(path, settings.sample_rate) if sound else None
+    length = max(2, round(settings.segment_seconds * settings.fps))
+    kept, dropped, frames_total = [], [], 0
+    for first, frames in segments(resampled_frames(path, settings.fps), length):
+        frames_total += len(frames)
+        boxes, found = face_track(frames, detector, settings.min_face)
+        share = found.mean()
+        if len(frames) < 2 or share < settings.min_face_frames:
+            why = "shorter than 2 frames" if len(frames) < 2 else f"a face in {share:.0%} of frames"
+            dropped.append({"first_frame": first, "frames": len(frames), "reason": why})
+            continue
+        union = np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
+        region = square_region(union, frames.shape[2], frames.shape[1], settings.margin)
+        jpeg, offsets = encode_jpegs(crop_frames(frames, region, settings.resolution), settings.jpeg_quality)
+        emit({
+            "key": f"{video_id}/{len(kept)}",
+            "identity": identity,
+            "jpeg": jpeg,
+            "offsets": offsets,
+            "boxes": boxes_in_crop(boxes, region, settings.resolution),
+            "face_found": found.astype(np.uint8),
+            "speed": estimator.speed(frames, boxes).astype(np.float32),
+            "audio": (audio_span(audio, first, len(frames), settings.fps, settings.sample_rate) if sound
+                      else np.zeros(0, np.float32)),
+        })
+        kept.append({"first_frame": first, "frames": len(frames), "region": list(region)})
+    return {"has_audio": sound, "frames": frames_total, "segments": kept, "dropped_segments": dropped}
