@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
-USAGE = """usage: emo {fit,validate,test,predict,quickstart} [hydra overrides ...] | emo <subcommand> --config FILE
+USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrides ...] | emo <subcommand> --config FILE
        emo plugins
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
@@ -27,8 +27,10 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart} [hydra overrides ..
   emo fit --config runs/t/config.yaml                  reproduce a run from its saved config
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt jobs=jobs.csv   one video per row (image,audio,output)
+  emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
   emo plugins                                          list every registered component
-  emo quickstart output=quickstart                     tiny model on synthetic faces → quickstart/sample.mp4
+  emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
+                                                       sync.png (other arguments: overrides of experiment=tiny)
   emo fit --help                                       LightningCLI's full reference
 """
 
@@ -126,10 +128,17 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "quickstart":
             from emo_lightning.quickstart import quickstart
 
-            output = next((a.split("=", 1)[1] for a in rest if a.startswith("output=")), "quickstart")
-            metrics = quickstart(output, [a for a in rest if not a.startswith("output=")])
+            own = {k: v for k, _, v in (a.partition("=") for a in rest) if k in ("output", "videos", "seconds")}
+            output = own.get("output", "quickstart")
+            metrics = quickstart(output, [a for a in rest if a.partition("=")[0] not in own],
+                                 num_videos=int(own.get("videos", 4)), seconds=float(own.get("seconds", 4.0)))
             print(f"wrote {output}/sample.mp4, {output}/metrics.json, {output}/sync.png")
             print(json.dumps(metrics, indent=2))
+        elif command == "preprocess":
+            from emo_lightning.preprocess import preprocess
+
+            manifest = preprocess(compose_config("preprocess", rest))
+            print(json.dumps(manifest["summary"]))
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):

@@ -20,9 +20,10 @@ def samples_dir() -> Path:
     return Path(os.environ.get("EMO_SAMPLES", REPO.parent / "shared" / "samples"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sample():
-    """Path of a file in the shared sample media; skips the test where it is absent."""
+    """Path of a file in the shared sample media; skips the test where it is absent (session-scoped, so that
+    module fixtures can prepare data from it once)."""
 
     def find(name: str) -> Path:
         path = samples_dir() / name
@@ -62,3 +63,19 @@ def tiny_batch(stage: int = 3, batch_size: int = 2, num_frames: int = 8, seed: i
 
     data = SyntheticTalkingFaces(batch_size, stage=stage, resolution=32, num_frames=num_frames, seed=seed)
     return default_collate([data[i] for i in range(batch_size)])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """The tiny EMO after one training step, saved by Lightning as `emo fit` saves it (tests the plumbing of
+    generation, not its quality)."""
+    import lightning.pytorch as pl
+
+    from emo_lightning.data import SyntheticDataModule
+
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny.ckpt"
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
+    trainer.fit(tiny_module(), SyntheticDataModule(stage=3, batch_size=1, train_samples=1, val_samples=1))
+    trainer.save_checkpoint(path)
+    return path

@@ -7,9 +7,11 @@ the same module.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from skimage.data import astronaut
 
 from emo_lightning import registry
 from emo_lightning.components.base import INTERFACES
@@ -72,7 +74,8 @@ def ids(entries: list[registry.Entry]) -> list[str]:
     return [f"{e.kind}-{e.name}" for e in entries]
 
 
-MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler"]
+PREPROCESSING_KINDS = ("face_detector", "pose_estimator")  # plain ABCs over numpy images, not nn.Modules
+MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler" and e.kind not in PREPROCESSING_KINDS]
 
 
 @pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
@@ -141,3 +144,27 @@ def test_scheduler_denoises_a_known_sample(entry, prediction_type):
         pred = eps if prediction_type == "epsilon" else alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * clean
         latents = scheduler.step(pred, t, latents).prev_sample
     assert torch.allclose(latents, clean, atol=0.05)
+
+
+PREPROCESSING = [e for e in ENTRIES if e.kind in PREPROCESSING_KINDS]
+ASTRONAUT_FACE = (172, 60, 278, 166)  # x0, y0, x1, y1 around the face of skimage's astronaut, by eye
+
+
+@pytest.mark.parametrize("entry", PREPROCESSING, ids=ids(PREPROCESSING))
+def test_preprocessing_component_on_a_photo(entry):
+    """Face detectors return float32 (K, 5) sorted by score; pose estimators float32 (F,) degrees/frame ≥ 0."""
+    try:
+        component = build(entry)
+    except (FileNotFoundError, ImportError) as err:  # pretrained models (or their package) absent here
+        pytest.skip(f"{entry.kind} {entry.name} cannot be built here: {err}")
+    assert isinstance(component, INTERFACES[entry.kind])
+    image = astronaut()
+    if entry.kind == "face_detector":
+        faces = component.detect(image)
+        assert faces.dtype == np.float32 and faces.ndim == 2 and faces.shape[1] == 5 and len(faces) >= 1
+        assert np.all(np.diff(faces[:, 4]) <= 0)
+    else:
+        frames = np.stack([image, image, np.roll(image, 3, axis=1)])  # still, then the face moves 3 px
+        speed = component.speed(frames, np.tile(np.array([ASTRONAUT_FACE], np.float32), (3, 1)))
+        assert speed.dtype == np.float32 and speed.shape == (3,) and np.all(np.isfinite(speed))
+        assert speed[1] < 0.5 < speed[2]

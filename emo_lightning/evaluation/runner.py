@@ -37,7 +37,6 @@ def generate_frames(module: Any, example: HeldOutExample, waveform: np.ndarray, 
 
 
 def _clips(module: Any, example: HeldOutExample, waveform: np.ndarray, seed: int) -> Iterator[np.ndarray]:
-    hp = module.hparams
     image = torch.from_numpy(example.portrait).permute(2, 0, 1)[None].float().to(module.device) / 127.5 - 1
     mask = torch.from_numpy(example.clip["mask"])[None, None].float().to(module.device)
     wave = torch.from_numpy(waveform)[None].float().to(module.device)

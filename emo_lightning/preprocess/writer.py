@@ -15,7 +15,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from litdata.streaming.writer import BinaryWriter
+try:
+    from litdata.streaming.writer import BinaryWriter
+except ImportError as err:  # see README: litdata is installed with --no-deps
+    raise ImportError("emo preprocess needs litdata, installed on its own because it requires torchvision (which "
+                      "breaks the CPU torch wheel): pip install --no-deps litdata") from err
 
 INDEX = "index.json"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -27,3 +29,26 @@ def load_module(path: str | Path, device: str | torch.device = "cpu") -> EMOLigh
     check_state_dict(module, checkpoint["state_dict"], source=f"checkpoint {path}")
     module.load_state_dict(checkpoint["state_dict"], strict=False)  # frozen pretrained weights are rebuilt
     return module.eval().to(device)
+
+
+class ModelCache:
+    """Checkpoints loaded once and kept (the ``size`` most recently used); a rewritten file is reloaded."""
+
+    def __init__(self, size: int = 2, device: str | torch.device = "cpu"):
+        self.size, self.device = size, device
+        self.models: OrderedDict[tuple[str, int, int], EMOLightningModule] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, path: str | Path) -> EMOLightningModule:
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self.lock:
+            if key not in self.models:
+                self.models[key] = load_module(path, self.device)
+                while len(self.models) > self.size:
+                    self.models.popitem(last=False)
+            self.models.move_to_end(key)
+            return self.models[key]

@@ -12,7 +12,7 @@ from emo_lightning.components.base import FaceDetector
 from emo_lightning.registry import register
 
 
-@register("face_detector", "opencv_haar", tiny={"max_side": 128})
+@register("face_detector", "opencv_haar", tiny={"max_side": 192})
 class HaarFaceDetector(FaceDetector):
     """Viola-Jones frontal-face cascade on a grey, histogram-equalised copy scaled to ``max_side`` pixels.
 

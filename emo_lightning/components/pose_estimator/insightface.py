@@ -23,7 +23,7 @@ class InsightFacePoseEstimator(PoseEstimator):
 
     def speed(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         poses = []
-        for frame, box in zip(frames, boxes):
+        for frame, box in zip(frames, boxes, strict=True):
             face = self._face(bbox=np.asarray(box, np.float32), kps=None, det_score=1.0)
             self.landmarks.get(np.ascontiguousarray(frame[..., ::-1]), face)  # BGR in; sets face.pose
             pitch, yaw, roll = face.pose

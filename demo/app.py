@@ -1,0 +1,161 @@
+"""Gradio demo: a portrait and a voice (or song) in, a talking video out, from any emo-lightning checkpoint.
+
+    python demo/app.py --ckpt runs/t/checkpoints/last.ckpt      # one checkpoint
+    python demo/app.py --ckpt runs/ --port 7860                 # every *.ckpt under a folder (a dropdown)
+
+Binds to 127.0.0.1 unless ``--host`` is given. One generation runs at a time; at most ``--queue`` wait.
+Checkpoints load without unpickling code and stay cached after first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+
+from emo_lightning import registry
+from emo_lightning.data.portrait import NO_DETECTOR, load_portrait
+from emo_lightning.media import MediaError, load_audio
+from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
+from emo_lightning.training.inference import ModelCache
+
+SAMPLERS = ["ddim", "dpmsolver++"]
+FALLBACK_DEFAULTS = {"num_inference_steps": 40, "guidance_reference": 1.0, "guidance_audio": 1.0, "speed": 1.0}
+
+
+def find_checkpoints(path: Path) -> dict[str, Path]:
+    """Label → file: ``path`` itself, or every ``*.ckpt`` under the folder ``path`` (labels relative to it)."""
+    if path.is_file():
+        return {path.name: path}
+    if path.is_dir():
+        found = sorted(path.rglob("*.ckpt"))
+        if found:
+            return {str(p.relative_to(path)): p for p in found}
+    raise SystemExit(f"demo: no checkpoint at {path} (give a .ckpt file or a folder holding some)")
+
+
+def model_defaults(path: Path) -> dict[str, float]:
+    """The sampling defaults a checkpoint was trained with (to preset the sliders)."""
+    try:
+        hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    except CheckpointError:
+        hparams = {}  # the error shows when generating
+    return {key: hparams.get(key, value) for key, value in FALLBACK_DEFAULTS.items()}
+
+
+class Generator:
+    """The demo's one action: checks the inputs, loads the checkpoint (cached) and writes the video."""
+
+    def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path):
+        self.checkpoints, self.max_audio_seconds, self.output_dir = checkpoints, max_audio_seconds, output_dir
+        self.models = ModelCache(device="cuda" if torch.cuda.is_available() else "cpu")
+
+    def __call__(self, portrait: str | None, audio: str | None, checkpoint: str, steps: float, sampler: str,
+                 guidance_reference: float, guidance_audio: float, speed: float, seed: float,
+                 face_detector: str, progress: gr.Progress = gr.Progress()) -> str:
+        if not portrait:
+            raise gr.Error("Upload a portrait first.")
+        if not audio:
+            raise gr.Error("Upload or record a voice first.")
+        if checkpoint not in self.checkpoints:
+            raise gr.Error(f"Unknown checkpoint {checkpoint!r}.")
+        progress(0, desc="loading the checkpoint")
+        try:
+            module = self.models.get(self.checkpoints[checkpoint])
+        except (CheckpointError, LookupError, OSError) as err:
+            raise gr.Error(f"Cannot use checkpoint {checkpoint}: {err}") from err
+        rate = module.model.audio_encoder.sample_rate
+        progress(0, desc="reading the portrait and the audio")
+        try:
+            waveform = load_audio(audio, rate)
+            if len(waveform) > self.max_audio_seconds * rate:
+                raise gr.Error(f"The audio is {len(waveform) / rate:.1f} s long; this demo takes up to "
+                               f"{self.max_audio_seconds:g} s.")
+            image, mask = load_portrait(portrait, module.hparams.resolution, face_detector)
+        except MediaError as err:
+            raise gr.Error(_readable(err, portrait, audio)) from err
+        output = Path(tempfile.mkdtemp(dir=self.output_dir)) / f"{Path(portrait).stem}_talking.mp4"
+
+        def report(p: Any) -> None:
+            progress((p.step, p.total), desc=f"clip {p.clip}/{p.clips}", unit="steps")
+
+        try:
+            module.generate_video(image[None], torch.from_numpy(waveform), mask[None], output, seed=int(seed),
+                                  steps=int(steps), sampler=sampler, guidance_reference=guidance_reference,
+                                  guidance_audio=guidance_audio, speed=speed, progress=report)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        return str(output)
+
+
+def _readable(err: Exception, *uploads: str) -> str:
+    """The error with upload paths (Gradio's temporary folders) shortened to the file names."""
+    message = str(err)
+    for upload in uploads:
+        message = message.replace(str(upload), Path(upload).name)
+    return message
+
+
+def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path) -> gr.Blocks:
+    generate = Generator(checkpoints, max_audio_seconds, output_dir)
+    first = next(iter(checkpoints))
+    defaults = model_defaults(checkpoints[first])
+    detectors = [NO_DETECTOR, *(e.name for e in registry.entries("face_detector"))]
+    with gr.Blocks(title="emo-lightning", analytics_enabled=False) as app:  # no calls to the outside
+        gr.Markdown("# emo-lightning\nA portrait and a voice or song in, a talking video out "
+                    "([EMO](https://arxiv.org/abs/2402.17485)-style audio-driven diffusion).")
+        with gr.Row():
+            with gr.Column():
+                portrait = gr.Image(type="filepath", image_mode=None, label="Portrait",  # the file as uploaded
+                                    sources=["upload", "clipboard"])
+                audio = gr.Audio(type="filepath", sources=["upload", "microphone"],
+                                 label=f"Voice or song (up to {max_audio_seconds:g} s)")
+                checkpoint = gr.Dropdown(list(checkpoints), value=first, label="Checkpoint",
+                                         interactive=len(checkpoints) > 1)
+                with gr.Accordion("Settings", open=True):
+                    steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, label="Denoising steps",
+                                      info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
+                    sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
+                    guidance_reference = gr.Slider(0, 6, value=defaults["guidance_reference"], step=0.1,
+                                                   label="Reference guidance")
+                    guidance_audio = gr.Slider(0, 6, value=defaults["guidance_audio"], step=0.1,
+                                               label="Audio guidance")
+                    speed = gr.Slider(0, 2, value=defaults["speed"], step=0.05, label="Head-motion speed",
+                                      info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")
+                    seed = gr.Number(0, precision=0, label="Seed (same seed, same video)")
+                    face_detector = gr.Dropdown(detectors, value="opencv_haar" if "opencv_haar" in detectors
+                                                else NO_DETECTOR, label="Face detection",
+                                                info="none: take the centre of the image (drawings, cartoons)")
+                run = gr.Button("Generate", variant="primary")
+            with gr.Column():
+                video = gr.Video(label="Talking video", buttons=["download"], interactive=False)
+        checkpoint.change(lambda label: [model_defaults(checkpoints[label])[k] for k in FALLBACK_DEFAULTS],
+                          checkpoint, [steps, guidance_reference, guidance_audio, speed])
+        run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
+                             speed, seed, face_detector], video, api_name="generate")
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", type=Path, required=True, help="a checkpoint, or a folder of checkpoints")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    parser.add_argument("--max-audio-seconds", type=float, default=60.0)
+    parser.add_argument("--max-upload-mb", type=float, default=20.0)
+    parser.add_argument("--queue", type=int, default=8, help="most requests waiting while one runs")
+    args = parser.parse_args(argv)
+    checkpoints = find_checkpoints(args.ckpt)
+    output_dir = Path(tempfile.mkdtemp(prefix="emo-demo-"))
+    app = build_app(checkpoints, args.max_audio_seconds, output_dir)
+    app.queue(default_concurrency_limit=1, max_size=args.queue)
+    app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb:g}mb",
+               ssr_mode=False, allowed_paths=[str(output_dir)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Training data from `emo preprocess`: a LitData streaming data set (local folder or object storage URL) read as
+the same batches as :class:`~emo_lightning.data.synthetic.SyntheticTalkingFaces`.
+
+Every item is one segment of a video; each time it is read, a random window of it becomes the sample, so epochs
+see different frames. The randomness depends only on (seed, epoch, item), never on the rank or worker.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import cv2
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+try:
+    from litdata import StreamingDataLoader, StreamingDataset
+    from litdata.utilities.dataset_utilities import load_index_file
+except ImportError as err:  # see README: litdata is installed with --no-deps
+    raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
+                      "breaks the CPU torch wheel): pip install --no-deps litdata") from err
+
+from emo_lightning.data.synthetic import boxes_to_mask
+
+
+def _images(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) → float32 in [-1, 1], channels first: (3, H, W) or (3, F, H, W)."""
+    images = torch.from_numpy(frames).float() / 127.5 - 1
+    return images.permute(2, 0, 1) if images.ndim == 3 else images.permute(3, 0, 1, 2)
+
+
+class PreprocessedClips(StreamingDataset):
+    """Samples of one training stage from a preprocessed data set.
+
+    stage 1: ``reference`` (3, H, W) and ``frames`` (3, 1, H, W), two different frames of a segment, and ``mask``
+    (1, H, W), the target frame's face box. Stages 2-3: ``reference`` (a frame of the segment outside the window
+    when there is one), ``motion`` (3, N, H, W) and ``frames`` (3, F, H, W), consecutive, ``audio`` (S,) with
+    S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
+    union of the target frames' face boxes. Images are float32 in [-1, 1], resized to ``resolution`` if the data
+    set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
+    """
+
+    def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
+                 shuffle: bool, random_windows: bool, cache_dir: str | None = None):
+        super().__init__(path, cache_dir=cache_dir, shuffle=shuffle, seed=seed)
+        self.stage, self.resolution, self.seed, self.random_windows = stage, resolution, seed, random_windows
+        self.num_frames, self.motion_frames = num_frames, motion_frames
+        self.metadata: dict[str, Any] = load_index_file(self.input_dir.path).get("emo") or {}
+        if not self.metadata:
+            raise ValueError(f"{path} is a LitData data set but not one written by `emo preprocess` (no 'emo' key "
+                             "in its index.json)")
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return [self.sample(i) for i in item] if isinstance(item, list) else self.sample(item)
+
+    def sample(self, item: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The stage's training sample drawn from one stored segment."""
+        epoch = self.current_epoch if self.random_windows else 0
+        rng = np.random.default_rng([self.seed, epoch, zlib.crc32(item["key"].encode())])
+        length = len(item["offsets"]) - 1
+        if self.stage == 1:
+            reference, target = rng.choice(length, 2, replace=False)
+            frames = self._decode(item, [reference, target])
+            return {"reference": _images(frames[0]), "frames": _images(frames[1:]),
+                    "mask": self._mask(item["boxes"][target:target + 1])}
+        n, f = self.motion_frames, self.num_frames
+        start = int(rng.integers(0, length - n - f + 1))
+        outside = np.r_[0:start, start + n + f:length]
+        reference = int(rng.choice(outside)) if len(outside) else int(rng.integers(0, length))
+        frames = self._decode(item, [reference, *range(start, start + n + f)])
+        target = slice(start + n, start + n + f)
+        per_frame = self.metadata["sample_rate"] / self.metadata["fps"]
+        lo, count = round((start + n) * per_frame), round(f * per_frame)
+        audio = item["audio"][lo:lo + count]
+        return {
+            "reference": _images(frames[0]),
+            "motion": _images(frames[1:1 + n]),
+            "frames": _images(frames[1 + n:]),
+            "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
+            "mask": self._mask(item["boxes"][target]),
+            "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
+        }
+
+    def _decode(self, item: dict[str, Any], indices: list[int]) -> np.ndarray:
+        """Decode frames ``indices`` of the item's JPEGs: uint8 (len(indices), res, res, 3) RGB."""
+        jpeg, offsets, frames = item["jpeg"], item["offsets"], []
+        for i in indices:
+            bgr = cv2.imdecode(jpeg[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
+            if bgr.shape[0] != self.resolution:
+                bgr = cv2.resize(bgr, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
+            frames.append(bgr[..., ::-1])
+        return np.stack(frames)
+
+    def _mask(self, boxes: np.ndarray) -> torch.Tensor:
+        scaled = boxes * (self.resolution / self.metadata["resolution"])
+        return torch.from_numpy(boxes_to_mask(scaled, self.resolution))[None]
+
+
+def split_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
+    """The held-out identities: ``round(val_fraction · count)`` of them (at least one when there are two or more
+    and ``val_fraction`` > 0), drawn with ``seed``."""
+    unique = sorted(set(identities))
+    count = round(val_fraction * len(unique))
+    if val_fraction > 0 and len(unique) >= 2:
+        count = min(max(count, 1), len(unique) - 1)
+    return set(np.random.default_rng(seed).permutation(unique)[:count].tolist())
+
+
+class PreprocessedDataModule(pl.LightningDataModule):
+    """Stage-aware batches from the data set `emo preprocess` wrote (``path``: its ``data/`` folder, its parent, or
+    an object-storage URL of the ``data/`` folder).
+
+    Train and validation hold different people (identities, see ``split_identities``). Stages 2-3 use only
+    segments with audio and at least ``motion_frames + num_frames`` frames. Each DDP rank streams different
+    chunks (LitData shards by rank and worker); the order and the windows depend only on ``seed``.
+    """
+
+    def __init__(self, path: str, stage: int = 2, resolution: int = 32, num_frames: int = 8, motion_frames: int = 4,
+                 fps: float = 25.0, sample_rate: int = 16000, batch_size: int = 4, num_workers: int = 0,
+                 val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None) -> None:
+        super().__init__()
+        if stage not in (1, 2, 3):
+            raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        self.save_hyperparameters()
+
+    def _clips(self, shuffle: bool) -> PreprocessedClips:
+        hp = self.hparams
+        path = str(Path(hp.path) / "data") if (Path(hp.path) / "data" / "index.json").is_file() else hp.path
+        return PreprocessedClips(path, hp.stage, hp.resolution, hp.num_frames, hp.motion_frames, hp.seed,
+                                 shuffle=shuffle, random_windows=shuffle, cache_dir=hp.cache_dir)
+
+    def _eligible(self, metadata: dict[str, Any]) -> list[tuple[int, str]]:
+        """``(item index, identity)`` of the items this stage can use."""
+        needed = 2 if self.hparams.stage == 1 else self.hparams.motion_frames + self.hparams.num_frames
+        items, index = [], 0
+        for video in metadata["videos"]:
+            for frames in video["segments"]:
+                if frames >= needed and (self.hparams.stage == 1 or video["has_audio"]):
+                    items.append((index, video["identity"]))
+                index += 1
+        return items
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        train, val = self._clips(shuffle=True), self._clips(shuffle=False)
+        meta = train.metadata
+        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != hp.sample_rate:
+            raise ValueError(f"{hp.path} was preprocessed at {meta['fps']} fps / {meta['sample_rate']} Hz; the model "
+                             f"expects {hp.fps} fps / {hp.sample_rate} Hz: preprocess again with fps={hp.fps}")
+        items = self._eligible(meta)
+        if not items:
+            raise ValueError(f"{hp.path} holds no segment usable for stage {hp.stage} (stages 2-3 need audio and "
+                             f"{hp.motion_frames + hp.num_frames} frames)")
+        held_out = split_identities([identity for _, identity in items], hp.val_fraction, hp.seed)
+        self.train_set = train.subset([i for i, identity in items if identity not in held_out])
+        self.val_set = val.subset([i for i, identity in items if identity in held_out]) if held_out else None
+
+    def _loader(self, dataset: PreprocessedClips | None) -> StreamingDataLoader | list:
+        if dataset is None:
+            return []
+        return StreamingDataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
+                                   persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> StreamingDataLoader:
+        return self._loader(self.train_set)
+
+    def val_dataloader(self) -> StreamingDataLoader | list:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> StreamingDataLoader | list:
+        return self._loader(self.val_set)
