@@ -111,8 +111,8 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
         with gr.Row():
             with gr.Column():
                 portrait = gr.Image(type="filepath", image_mode=None, label="Portrait",  # the file as uploaded
-                                    sources=["upload", "clipboard"])
-                audio = gr.Audio(type="filepath", sources=["upload", "microphone"],
+                                    sources=["upload", "clipboard"], elem_id="portrait")
+                audio = gr.Audio(type="filepath", sources=["upload", "microphone"], elem_id="audio",
                                  label=f"Voice or song (up to {max_audio_seconds:g} s)")
                 checkpoint = gr.Dropdown(list(checkpoints), value=first, label="Checkpoint",
                                          interactive=len(checkpoints) > 1)
@@ -130,9 +130,9 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     face_detector = gr.Dropdown(detectors, value="opencv_haar" if "opencv_haar" in detectors
                                                 else NO_DETECTOR, label="Face detection",
                                                 info="none: take the centre of the image (drawings, cartoons)")
-                run = gr.Button("Generate", variant="primary")
+                run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
-                video = gr.Video(label="Talking video", buttons=["download"], interactive=False)
+                video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
         checkpoint.change(lambda label: [model_defaults(checkpoints[label])[k] for k in FALLBACK_DEFAULTS],
                           checkpoint, [steps, guidance_reference, guidance_audio, speed])
         run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,

@@ -21,8 +21,18 @@ from emo_lightning.model.sampler import Guidance
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread: two threads mostly wait for each other (and, on a busy 2-core
+    machine, OpenMP's spin-waiting made them 10-50× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def emo_predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMO_CONFIG_DIR": str(REPO / "conf")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMO_CONFIG_DIR": str(REPO / "conf"), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "emo_lightning.cli", "predict", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 

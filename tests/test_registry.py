@@ -150,3 +150,14 @@ def test_emo_plugins_reports_a_plugin_that_fails_to_import(tmp_path):
                          check=True, env=env).stdout
     line = next(line for line in out.splitlines() if line.startswith("vae") and " broken " in line)
     assert "entry point (broken-plugin)" in line and "import failed: ModuleNotFoundError" in line
+
+
+def test_a_plugin_component_is_selected_from_the_config_alone():
+    from conftest import tiny_batch, tiny_module
+
+    module = tiny_module("~model.temporal_block", "+model.temporal_block={name: conv1d, norm_num_groups: 8}")
+    blocks = list(module.model.temporal_blocks.values())
+    assert blocks and all(type(b).__name__ == "TemporalConvBlock" for b in blocks)
+    loss = module.training_step(tiny_batch(stage=3), 0)
+    loss.backward()
+    assert all(p.grad is not None for b in blocks for p in b.parameters())

@@ -175,15 +175,24 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         return write_manifest(output, settings.as_dict(), reports)
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver where it exists: workers fork from a clean server process that imported the components once
+    (~10 s for torch and diffusers), never from this process, whose OpenCV thread pool a fork would deadlock;
+    spawn elsewhere."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["emo_lightning.components", "emo_lightning.preprocess.runner"])
+    return context
+
+
 def _map(jobs: list[Job], args: tuple, workers: int):
     """Run jobs in this process (``workers=1``) or in a pool of worker processes, yielding reports as they end."""
     if workers <= 1 or len(jobs) <= 1:
         _init_worker(*args, single_thread=False)
         yield from map(_run, jobs)
         return
-    # fork: workers inherit the imported modules (torch, diffusers: ~10 s to import again); spawn elsewhere
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_pool_context(),
                                                 initializer=_init_worker, initargs=(*args, True)) as pool:
         futures = [pool.submit(_run, job) for job in jobs]
         try:

@@ -1,8 +1,8 @@
 """A temporal block without attention: depthwise 1-D convolutions along the frame axis.
 
 Cheaper than AnimateDiff's temporal attention (linear in the number of frames), useful on small GPUs and as
-a template for your own component. Select it with ``model/temporal_block=...`` or
-``model.temporal_block.name=conv1d``.
+a template for your own component. Select it with
+``'~model.temporal_block' '+model.temporal_block={name: conv1d}'``.
 """
 
 from __future__ import annotations
