@@ -36,7 +36,9 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_run(workdir) -> Path:
-    emo("fit", "experiment=tiny", "trainer.max_steps=20", "trainer.default_root_dir=runs/t", cwd=workdir)
+    # a periodic save at step 15, then last.ckpt must still hold step 20
+    emo("fit", "experiment=tiny", "trainer.max_steps=20", "trainer.default_root_dir=runs/t",
+        "callbacks.checkpoint.every_n_train_steps=15", cwd=workdir)
     return workdir / "runs" / "t"
 
 
