@@ -10,6 +10,7 @@ Checkpoints load without unpickling code and stay cached after first use.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class Generator:
     def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path):
         self.checkpoints, self.max_audio_seconds, self.output_dir = checkpoints, max_audio_seconds, output_dir
         self.models = ModelCache(device="cuda" if torch.cuda.is_available() else "cpu")
+        self.last_output: Path | None = None
 
     def __call__(self, portrait: str | None, audio: str | None, checkpoint: str, steps: float, sampler: str,
                  guidance_reference: float, guidance_audio: float, speed: float, seed: float,
@@ -78,7 +80,7 @@ class Generator:
             image, mask = load_portrait(portrait, module.hparams.resolution, face_detector)
         except MediaError as err:
             raise gr.Error(_readable(err, portrait, audio)) from err
-        output = Path(tempfile.mkdtemp(dir=self.output_dir)) / f"{Path(portrait).stem}_talking.mp4"
+        output = self._new_output(f"{Path(portrait).stem}_talking.mp4")
 
         def report(p: Any) -> None:
             progress((p.step, p.total), desc=f"clip {p.clip}/{p.clips}", unit="steps")
@@ -90,6 +92,14 @@ class Generator:
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
+
+    def _new_output(self, name: str) -> Path:
+        """A path in a new folder. The previous video is deleted: Gradio has copied it into its own cache by
+        now (one generation runs at a time), and a demo left running must not fill the disk."""
+        if self.last_output is not None:
+            shutil.rmtree(self.last_output.parent, ignore_errors=True)
+        self.last_output = Path(tempfile.mkdtemp(dir=self.output_dir)) / name
+        return self.last_output
 
 
 def _readable(err: Exception, *uploads: str) -> str:
@@ -105,7 +115,8 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
     first = next(iter(checkpoints))
     defaults = model_defaults(checkpoints[first])
     detectors = [NO_DETECTOR, *(e.name for e in registry.entries("face_detector"))]
-    with gr.Blocks(title="emo-lightning", analytics_enabled=False) as app:  # no calls to the outside
+    # no calls to the outside; uploads and videos are deleted from Gradio's cache after an hour
+    with gr.Blocks(title="emo-lightning", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown("# emo-lightning\nA portrait and a voice or song in, a talking video out "
                     "([EMO](https://arxiv.org/abs/2402.17485)-style audio-driven diffusion).")
         with gr.Row():
@@ -115,10 +126,10 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                 audio = gr.Audio(type="filepath", sources=["upload", "microphone"], elem_id="audio",
                                  label=f"Voice or song (up to {max_audio_seconds:g} s)")
                 checkpoint = gr.Dropdown(list(checkpoints), value=first, label="Checkpoint",
-                                         interactive=len(checkpoints) > 1)
+                                         interactive=len(checkpoints) > 1, elem_id="checkpoint")
                 with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, label="Denoising steps",
-                                      info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
+                    steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, elem_id="steps",
+                                      label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
                     sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
                     guidance_reference = gr.Slider(0, 6, value=defaults["guidance_reference"], step=0.1,
                                                    label="Reference guidance")

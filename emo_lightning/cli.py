@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {output}/sample.mp4, {output}/metrics.json, {output}/sync.png")
             print(json.dumps(metrics, indent=2))
         elif command == "preprocess":
-            from emo_lightning.preprocess import preprocess
+            from emo_lightning.preprocess.runner import preprocess
 
             manifest = preprocess(compose_config("preprocess", rest))
             print(json.dumps(manifest["summary"]))
@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> None:
             cfg = predict_config(rest) if command == "predict" else fit_config(rest)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
-                from emo_lightning.data.predict import raise_on_failures
+                from emo_lightning.data.predict import report_jobs
 
-                raise_on_failures([r for batch in cli.trainer.predict_loop.predictions for r in batch])
+                report_jobs([r for batch in cli.trainer.predict_loop.predictions for r in batch])
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):
             raise

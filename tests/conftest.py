@@ -76,6 +76,11 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("checkpoints") / "tiny.ckpt"
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
-    trainer.fit(tiny_module(), SyntheticDataModule(stage=3, batch_size=1, train_samples=1, val_samples=1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: faster on one thread, and much faster on a busy machine
+    try:
+        trainer.fit(tiny_module(), SyntheticDataModule(stage=3, batch_size=1, train_samples=1, val_samples=1))
+    finally:
+        torch.set_num_threads(threads)
     trainer.save_checkpoint(path)
     return path

@@ -76,7 +76,7 @@ def demo_url(tiny_checkpoint, tmp_path_factory):
         log.close()
 
 
-def client_predict(url: str, portrait: Path, audio: Path, checkpoint: str = "tiny.ckpt", detector: str = "none"):
+def client_predict(url: str, portrait: Path, audio: Path, checkpoint: str = "tiny.ckpt", detector: str = "opencv_haar"):
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
@@ -102,30 +102,53 @@ def test_friendly_errors(demo_url, media, case, message):
 
     args = {"long audio": (media["portrait"], media["long"]),
             "bad checkpoint": (media["portrait"], media["short"], "broken.ckpt"),
-            "no face": (media["blank"], media["short"], "tiny.ckpt", "opencv_haar")}[case]
+            "no face": (media["blank"], media["short"])}[case]
     with pytest.raises(AppError, match=message):
         client_predict(demo_url, *args)
+
+
+def test_checkpoints_load_without_a_trainer_and_stay_cached(tiny_checkpoint, tmp_path):
+    from emo_lightning.training.checkpoint import CheckpointError
+    from emo_lightning.training.inference import ModelCache
+
+    copy = tmp_path / "copy.ckpt"
+    copy.write_bytes(tiny_checkpoint.read_bytes())
+    cache = ModelCache()
+    module = cache.get(copy)
+    assert cache.get(copy) is module and not module.training
+    os.utime(copy, ns=(0, copy.stat().st_mtime_ns + 10**9))  # the file was rewritten: load it again
+    assert cache.get(copy) is not module
+    copy.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="copy.ckpt is not a readable PyTorch checkpoint"):
+        cache.get(copy)
 
 
 def test_in_a_headless_browser(demo_url, media):
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is missing (Debian package `chromium`; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(demo_url)
             page.locator("#portrait input[type=file]").set_input_files(str(media["portrait"]))
             page.locator("#audio input[type=file]").set_input_files(str(media["short"]))
-            page.locator("#portrait img").wait_for(timeout=30_000)  # the upload is in
+            page.locator("#portrait img").wait_for(timeout=30_000)  # both uploads are in
+            page.locator("#audio audio").first.wait_for(state="attached", timeout=30_000)
+            page.locator("#checkpoint input").click()
+            page.get_by_role("option", name="tiny.ckpt").click()
+            steps = page.locator("#steps input[type=number]")
+            expect(steps).to_have_value("10")  # the sliders took the checkpoint's own defaults
+            steps.fill("2")
+            steps.press("Enter")
             page.locator("#generate").click()
             video = page.locator("#video video")
             video.wait_for(timeout=120_000)
-            source = video.get_attribute("src") or video.locator("source").first.get_attribute("src")
-            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+            source = video.get_attribute("src")
         finally:
+            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
             browser.close()
     assert source and source.endswith(".mp4")

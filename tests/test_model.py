@@ -109,7 +109,7 @@ def test_audio_changes_the_prediction_and_dropout_removes_it():
             p.add_(torch.randn_like(p) * 0.01)
     batch = tiny_batch(stage=3)
     conditions = module.conditions(batch, training=False)
-    noisy = torch.randn(2, 12, 8, 16, 16)
+    noisy = torch.randn_like(module._encode_video(batch["frames"]))
     t = torch.tensor([500, 500])
     with torch.no_grad():
         base = module.model.denoise(noisy, t, conditions)

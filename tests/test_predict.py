@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, tiny_module
+from PIL import Image
 
 from emo_lightning.cli import main
-from emo_lightning.media import probe_video, read_video
+from emo_lightning.data.portrait import load_portrait
+from emo_lightning.media import MediaError, probe_video, read_video
 from emo_lightning.model.sampler import Guidance
 
 pytestmark = pytest.mark.slow
@@ -40,9 +42,10 @@ def emo_predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_predict_writes_h264_aac_video_as_long_as_the_audio(tiny_checkpoint, sample, tmp_path):
     audio = sample("speech_44k_stereo.wav")  # 7.5 s, 44.1 kHz stereo
     result = emo_predict(f"ckpt_path={tiny_checkpoint}", f"image={sample('portrait_statue.jpg')}",
-                         f"audio={audio}", "output=out.mp4", "face_detector=none", "steps=2", "fps=8", cwd=tmp_path)
+                         f"audio={audio}", "output=out.mp4", "steps=2", "fps=8", cwd=tmp_path)  # face found by Haar
     assert result.returncode == 0, result.stderr[-3000:]
     assert "clip 8/8" in result.stderr  # the progress bar, per step with the clip number
+    assert "wrote out.mp4" in result.stdout
     info = probe_video(tmp_path / "out.mp4")
     assert (info["video_codec"], info["audio_codec"]) == ("h264", "aac")
     assert (info["width"], info["height"], info["fps"]) == (32, 32, 8.0)
@@ -61,7 +64,7 @@ def test_batch_is_deterministic_by_seed_applies_each_jobs_controls_and_survives_
         {"image": "missing.png", "audio": str(audio), "output": "out/bad.mp4"},
         {"image": str(image), "audio": str(audio), "output": "out/other.mp4", "seed": 2},
         {"image": str(image), "audio": str(audio), "output": "out/dpm.mp4", "sampler": "dpmsolver++",
-         "resolution": 48, "fps": 2},
+         "resolution": 48, "fps": 2, "face_detector": "opencv_haar"},
     ]
     (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(job) for job in jobs))
     monkeypatch.chdir(tmp_path)
@@ -79,6 +82,15 @@ def test_batch_is_deterministic_by_seed_applies_each_jobs_controls_and_survives_
     assert np.abs(first.astype(int) - other.astype(int)).mean() > 1.0
     info = probe_video(out / "dpm.mp4")
     assert (info["width"], info["fps"], info["num_frames"]) == (48, 2.0, 16)
+
+
+def test_a_portrait_without_a_face_is_an_error_naming_the_file(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 100, 3), 90, np.uint8)).save(blank)
+    with pytest.raises(MediaError, match=f"no face found in {blank} by the 'opencv_haar' face detector"):
+        load_portrait(blank, 32, "opencv_haar")
+    image, mask = load_portrait(blank, 32, "none")  # no detector: the centre and a central face box
+    assert image.shape == (3, 32, 32) and mask.shape == (1, 32, 32) and 0 < mask.mean() < 1
 
 
 def test_progress_is_reported_after_every_denoising_step():

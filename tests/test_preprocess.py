@@ -21,7 +21,8 @@ from skimage.data import astronaut
 from emo_lightning import registry
 from emo_lightning.data.preprocessed import PreprocessedDataModule, split_identities
 from emo_lightning.media import Mp4Writer, load_audio, read_video
-from emo_lightning.preprocess import NoFaceError, Settings, crop_portrait, run
+from emo_lightning.preprocess import NoFaceError, Settings, crop_portrait
+from emo_lightning.preprocess.runner import run
 
 SECONDS, FPS, RESOLUTION = 3, 25, 64
 SETTINGS = Settings(fps=FPS, resolution=RESOLUTION, segment_seconds=2.0)
@@ -217,3 +218,26 @@ def test_astronaut_has_exactly_one_face():
 def test_insightface_without_models_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/models/buffalo_l holds no .onnx"):
         registry.build("face_detector", "insightface", root=str(tmp_path))
+
+
+def test_cached_latents_are_the_models_vae_latents(hdtf, tmp_path):
+    """`cache_vae` stores each frame's latents; batches carry them and a training step uses them."""
+    vae_spec = tiny_config()["model"]["vae"]
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "WDA_KatieHill_000.mp4").symlink_to(hdtf["videos"] / "WDA_KatieHill_000.mp4")
+    settings = Settings(fps=FPS, resolution=32, segment_seconds=2.0, cache_vae=vae_spec)
+    run(videos, tmp_path / "out", settings, DETECTOR, ESTIMATOR, progress=False)
+    data = PreprocessedDataModule(str(tmp_path / "out"), stage=3, resolution=32, batch_size=2, val_fraction=0.0)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    module = tiny_module()
+    for key in ("reference", "motion", "frames"):
+        encoded = module._latents({key: batch[key]}, key)  # what training would encode from the JPEG frames
+        assert batch[f"{key}_latents"].shape == encoded.shape
+        assert (batch[f"{key}_latents"] - encoded).abs().mean() < 0.03  # JPEG and float16 apart, the same
+    assert torch.isfinite(module.training_step(batch, 0))
+    other = PreprocessedDataModule(str(tmp_path / "out"), stage=3, resolution=16, val_fraction=0.0)
+    with pytest.warns(UserWarning, match="resolution differs"):
+        other.setup("fit")
+    assert "frames_latents" not in next(iter(other.train_dataloader()))

@@ -44,7 +44,8 @@ def test_everything_loads_from_local_folders_and_checkpoints_leave_frozen_weight
         assert torch.equal(model.reference_net.state_dict()[name], tensor), name
     adapter = MotionAdapter.from_pretrained(folders / "motion")
     for location, key in (("down_blocks.1.attentions.0", "down_blocks.1.motion_modules.0"),
-                          ("up_blocks.1.resnets.1", "up_blocks.1.motion_modules.1"), ("mid_block", "mid_block.motion_modules.0")):
+                          ("up_blocks.1.resnets.1", "up_blocks.1.motion_modules.1"),
+                          ("mid_block", "mid_block.motion_modules.0")):
         ours = model.temporal_blocks[block_key(location)].motion.state_dict()
         theirs = adapter.get_submodule(key).state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), location

@@ -1,7 +1,7 @@
 """Generation jobs (portrait + audio → video) as a DataModule, so `emo predict` runs through Lightning.
 
 A job that fails (unreadable file, no face, too-short audio) is reported and the others still run:
-:func:`run_job` turns any error into a result, and :func:`raise_on_failures` reports them all at the end.
+:func:`run_job` turns any error into a result, and :func:`report_jobs` reports them all at the end.
 """
 
 from __future__ import annotations
@@ -68,13 +68,17 @@ def run_job(module: Any, job: dict[str, Any]) -> dict[str, Any]:
                                       progress=bar, **job["controls"])
             except Exception as err:  # a failed job must not stop the others
                 error = _describe(err)
-    if error is not None:
+    if error is not None and job["count"] > 1:  # reported as it happens; a single job's error ends the run
         print(f"{label} failed: {error}", file=sys.stderr)
     return {"output": job["output"], "error": error}
 
 
-def raise_on_failures(results: list[dict[str, Any]]) -> None:
-    """Raise :class:`JobsFailed` listing every failed job; a single job's error is raised as it is."""
+def report_jobs(results: list[dict[str, Any]]) -> None:
+    """Print the videos written, then raise :class:`JobsFailed` listing every failed job (a single job's
+    error is raised as it is)."""
+    for result in results:
+        if not result["error"]:
+            print(f"wrote {result['output']}")
     failed = [r for r in results if r["error"]]
     if len(results) == 1 and failed:
         raise JobsFailed(failed[0]["error"])
@@ -95,7 +99,7 @@ class PredictDataModule(pl.LightningDataModule):
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
                  jobs: str | None = None, resolution: int = 512, sample_rate: int = 16000,
-                 face_detector: DetectorSpec = "none", seed: int = 0, steps: int | None = None,
+                 face_detector: DetectorSpec = "opencv_haar", seed: int = 0, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
                  speed: float | None = None, sampler: str | None = None, fps: float | None = None):
         super().__init__()

@@ -15,13 +15,14 @@ import cv2
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 try:
     from litdata import StreamingDataLoader, StreamingDataset
     from litdata.utilities.dataset_utilities import load_index_file
 except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
-                      "breaks the CPU torch wheel): pip install --no-deps litdata") from err
+                      "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
 from emo_lightning.data.synthetic import boxes_to_mask
 
@@ -41,13 +42,16 @@ class PreprocessedClips(StreamingDataset):
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
     union of the target frames' face boxes. Images are float32 in [-1, 1], resized to ``resolution`` if the data
     set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
+    With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
+    ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
+    the VAE).
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
-                 shuffle: bool, random_windows: bool, cache_dir: str | None = None):
+                 shuffle: bool, random_windows: bool, cache_dir: str | None = None, use_latents: bool = False):
         super().__init__(path, cache_dir=cache_dir, shuffle=shuffle, seed=seed)
         self.stage, self.resolution, self.seed, self.random_windows = stage, resolution, seed, random_windows
-        self.num_frames, self.motion_frames = num_frames, motion_frames
+        self.num_frames, self.motion_frames, self.use_latents = num_frames, motion_frames, use_latents
         self.metadata: dict[str, Any] = load_index_file(self.input_dir.path).get("emo") or {}
         if not self.metadata:
             raise ValueError(f"{path} is a LitData data set but not one written by `emo preprocess` (no 'emo' key "
@@ -65,8 +69,9 @@ class PreprocessedClips(StreamingDataset):
         if self.stage == 1:
             reference, target = rng.choice(length, 2, replace=False)
             frames = self._decode(item, [reference, target])
-            return {"reference": _images(frames[0]), "frames": _images(frames[1:]),
-                    "mask": self._mask(item["boxes"][target:target + 1])}
+            sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
+                      "mask": self._mask(item["boxes"][target:target + 1])}
+            return {**sample, **self._latents(item, reference, [], [target])}
         n, f = self.motion_frames, self.num_frames
         start = int(rng.integers(0, length - n - f + 1))
         outside = np.r_[0:start, start + n + f:length]
@@ -83,7 +88,17 @@ class PreprocessedClips(StreamingDataset):
             "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
             "mask": self._mask(item["boxes"][target]),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
+            **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
         }
+
+    def _latents(self, item: dict[str, Any], reference: int, motion: list[int], frames: list[int]
+                 ) -> dict[str, torch.Tensor]:
+        """The cached latents of the sample's frames, channels first (empty without ``use_latents``)."""
+        if not self.use_latents:
+            return {}
+        latents = torch.from_numpy(np.asarray(item["latents"], np.float32))  # (F, C, h, w)
+        out = {"reference_latents": latents[reference], "frames_latents": latents[frames].transpose(0, 1)}
+        return {**out, "motion_latents": latents[motion].transpose(0, 1)} if motion else out
 
     def _decode(self, item: dict[str, Any], indices: list[int]) -> np.ndarray:
         """Decode frames ``indices`` of the item's JPEGs: uint8 (len(indices), res, res, 3) RGB."""
@@ -117,11 +132,14 @@ class PreprocessedDataModule(pl.LightningDataModule):
     Train and validation hold different people (identities, see ``split_identities``). Stages 2-3 use only
     segments with audio and at least ``motion_frames + num_frames`` frames. Each DDP rank streams different
     chunks (LitData shards by rank and worker); the order and the windows depend only on ``seed``.
+    Latents cached by `emo preprocess cache_vae=…` are used (``use_latents``) when they were made at this
+    ``resolution`` by the same VAE spec as the model's ``vae``.
     """
 
     def __init__(self, path: str, stage: int = 2, resolution: int = 32, num_frames: int = 8, motion_frames: int = 4,
                  fps: float = 25.0, sample_rate: int = 16000, batch_size: int = 4, num_workers: int = 0,
-                 val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None) -> None:
+                 val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None,
+                 use_latents: bool = True) -> None:
         super().__init__()
         if stage not in (1, 2, 3):
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
@@ -132,6 +150,22 @@ class PreprocessedDataModule(pl.LightningDataModule):
         path = str(Path(hp.path) / "data") if (Path(hp.path) / "data" / "index.json").is_file() else hp.path
         return PreprocessedClips(path, hp.stage, hp.resolution, hp.num_frames, hp.motion_frames, hp.seed,
                                  shuffle=shuffle, random_windows=shuffle, cache_dir=hp.cache_dir)
+
+    def _latents_usable(self, metadata: dict[str, Any]) -> bool:
+        """Cached latents are used only where they are what the model's VAE would make of these frames."""
+        cached, hp = metadata.get("latents"), self.hparams
+        if not (hp.use_latents and cached):
+            return False
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        vae = getattr(model, "hparams", {}).get("vae") if model is not None else None
+        if metadata["resolution"] != hp.resolution:
+            reason = "the data set's resolution differs"
+        elif vae is not None and vae != cached:
+            reason = f"they were made by {cached}, the model's vae is {vae}"
+        else:
+            return True
+        rank_zero_warn(f"not using the latents cached in {hp.path}: {reason}; encoding frames instead")
+        return False
 
     def _eligible(self, metadata: dict[str, Any]) -> list[tuple[int, str]]:
         """``(item index, identity)`` of the items this stage can use."""
@@ -155,6 +189,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
         if not items:
             raise ValueError(f"{hp.path} holds no segment usable for stage {hp.stage} (stages 2-3 need audio and "
                              f"{hp.motion_frames + hp.num_frames} frames)")
+        train.use_latents = val.use_latents = self._latents_usable(meta)
         held_out = split_identities([identity for _, identity in items], hp.val_fraction, hp.seed)
         self.train_set = train.subset([i for i, identity in items if identity not in held_out])
         self.val_set = val.subset([i for i, identity in items if identity in held_out]) if held_out else None

@@ -9,8 +9,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
-from emo_lightning.components.base import FaceDetector, PoseEstimator
+from emo_lightning.components.base import VAE, FaceDetector, PoseEstimator
 from emo_lightning.preprocess.crop import DEFAULT_MARGIN, DEFAULT_MIN_FACE, boxes_in_crop, crop_frames, square_region
 from emo_lightning.preprocess.decode import aligned_audio, audio_span, has_audio, resampled_frames, segments
 from emo_lightning.preprocess.faces import face_track
@@ -28,6 +29,7 @@ class Settings:
     min_face: float = DEFAULT_MIN_FACE
     min_face_frames: float = 0.9  # a segment with a face in fewer of its frames is dropped
     jpeg_quality: int = 95
+    cache_vae: dict[str, Any] | None = None  # a VAE spec (like model.vae): store each frame's latents too
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,13 +42,21 @@ def encode_jpegs(frames: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(blobs).astype(np.uint8), offsets
 
 
+@torch.no_grad()
+def encode_latents(vae: VAE, crops: np.ndarray, batch: int = 8) -> np.ndarray:
+    """uint8 (F, H, W, 3) crops → the VAE's latents float16 (F, C, H/d, W/d), as training would encode them."""
+    images = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return torch.cat([vae.encode(chunk) for chunk in images.split(batch)]).half().numpy()
+
+
 def process_video(path: str | Path, video_id: str, identity: str, settings: Settings, detector: FaceDetector,
-                  estimator: PoseEstimator, emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                  estimator: PoseEstimator, emit: Callable[[dict[str, Any]], None],
+                  vae: VAE | None = None) -> dict[str, Any]:
     """Turn one video into items handed to ``emit``; return the report fields (frames, segments kept/dropped).
 
     A segment is kept when a face is found in at least ``min_face_frames`` of its frames; its square crop is the
-    union of its face boxes grown by ``margin``. Raises MediaError for unreadable or truncated files (the caller
-    discards anything already emitted).
+    union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``.
+    Raises MediaError for unreadable or truncated files (the caller discards anything already emitted).
     """
     sound = has_audio(path)
     audio = aligned_audio(path, settings.sample_rate) if sound else None
@@ -62,7 +72,9 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
             continue
         union = np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
         region = square_region(union, frames.shape[2], frames.shape[1], settings.margin)
-        jpeg, offsets = encode_jpegs(crop_frames(frames, region, settings.resolution), settings.jpeg_quality)
+        crops = crop_frames(frames, region, settings.resolution)
+        jpeg, offsets = encode_jpegs(crops, settings.jpeg_quality)
+        cached = {"latents": encode_latents(vae, crops)} if vae is not None else {}
         emit({
             "key": f"{video_id}/{len(kept)}",
             "identity": identity,
@@ -73,6 +85,7 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
             "speed": estimator.speed(frames, boxes).astype(np.float32),
             "audio": (audio_span(audio, first, len(frames), settings.fps, settings.sample_rate) if sound
                       else np.zeros(0, np.float32)),
+            **cached,
         })
         kept.append({"first_frame": first, "frames": len(frames), "region": list(region)})
     return {"has_audio": sound, "frames": frames_total, "segments": kept, "dropped_segments": dropped}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
@@ -93,8 +94,10 @@ def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], est
                  chunk_bytes: str, single_thread: bool) -> None:
     if single_thread:  # one process per core
         cv2.setNumThreads(1)
+        torch.set_num_threads(1)
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
-                   detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator))
+                   detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
+                   vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None)
 
 
 def _run(job: Job) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def _run(job: Job) -> dict[str, Any]:
     writer = VideoWriter(output / "data", output / ".work", job.video_id, _worker["chunk_bytes"])
     try:
         report.update(process_video(job.source, job.video_id, job.identity, _worker["settings"],
-                                    _worker["detector"], _worker["estimator"], writer.add))
+                                    _worker["detector"], _worker["estimator"], writer.add, _worker["vae"]))
         if report["segments"]:
             report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1], index=writer.commit())
         else:
@@ -138,7 +141,7 @@ def _metadata(settings: Settings, reports: list[dict[str, Any]]) -> dict[str, An
     videos = [{"id": r["id"], "identity": r["identity"], "has_audio": r["has_audio"],
                "segments": [s["frames"] for s in r["segments"]]} for r in reports if r["status"] == "kept"]
     return {"version": 1, "fps": settings.fps, "resolution": settings.resolution,
-            "sample_rate": settings.sample_rate, "videos": videos}
+            "sample_rate": settings.sample_rate, "latents": settings.cache_vae, "videos": videos}
 
 
 def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Settings,
@@ -146,6 +149,9 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         identity: str = "stem", chunk_bytes: str = "64MB", progress: bool = True) -> dict[str, Any]:
     """Preprocess every video of ``inputs`` not done yet into ``output``; return the manifest."""
     output = Path(output)
+    videos = list_videos(inputs)
+    args = (output, settings, face_detector, pose_estimator, chunk_bytes)
+    _init_worker(*args, single_thread=False)  # a bad component spec or missing models fail here, before any write
     for sub in ("data", "reports"):
         (output / sub).mkdir(parents=True, exist_ok=True)
     try:
@@ -156,10 +162,8 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         _check_settings(output, {**settings.as_dict(), "face_detector": face_detector,
                                  "pose_estimator": pose_estimator, "identity": identity, "chunk_bytes": chunk_bytes})
         shutil.rmtree(output / ".work", ignore_errors=True)  # what a killed run was writing
-        jobs = [Job(str(video), video_id(video, root), identity_of(video, identity))
-                for video, root in list_videos(inputs)]
+        jobs = [Job(str(video), video_id(video, root), identity_of(video, identity)) for video, root in videos]
         todo = [job for job in jobs if not finished(output / "reports", job.video_id, job.source)]
-        args = (output, settings, face_detector, pose_estimator, chunk_bytes)
         bar = tqdm(total=len(todo), unit="video", desc="emo preprocess", disable=not progress or not todo,
                    file=sys.stderr)
         frames, start = 0, time.monotonic()
@@ -187,9 +191,9 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _map(jobs: list[Job], args: tuple, workers: int):
-    """Run jobs in this process (``workers=1``) or in a pool of worker processes, yielding reports as they end."""
+    """Run jobs in this process (``workers=1``; its components are built) or in a pool of worker processes,
+    yielding reports as they end."""
     if workers <= 1 or len(jobs) <= 1:
-        _init_worker(*args, single_thread=False)
         yield from map(_run, jobs)
         return
     with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_pool_context(),

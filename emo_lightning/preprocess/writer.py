@@ -19,7 +19,7 @@ try:
     from litdata.streaming.writer import BinaryWriter
 except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("emo preprocess needs litdata, installed on its own because it requires torchvision (which "
-                      "breaks the CPU torch wheel): pip install --no-deps litdata") from err
+                      "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
 INDEX = "index.json"
 

@@ -111,6 +111,14 @@ class EMOLightningModule(pl.LightningModule):
         latents = self.model.vae.encode(rearrange(video, "b c f h w -> (b f) c h w"))
         return rearrange(latents, "(b f) c h w -> b c f h w", b=video.shape[0])
 
+    def _latents(self, batch: dict[str, Tensor], key: str) -> Tensor:
+        """VAE latents of ``batch[key]``: ``batch[key + "_latents"]`` where the data cached them (`emo preprocess
+        cache_vae=…`), else encoded here."""
+        if f"{key}_latents" in batch:
+            return batch[f"{key}_latents"].to(batch[key].dtype)
+        images = batch[key]
+        return self.model.vae.encode(images) if images.ndim == 4 else self._encode_video(images)
+
     def _keep(self, name: str, batch: int, training: bool) -> Tensor:
         """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
         p = self.dropout[name] if training else 0.0
@@ -120,14 +128,14 @@ class EMOLightningModule(pl.LightningModule):
         """Encode a batch's conditions, with condition dropout when ``training``."""
         model, b = self.model, batch["reference"].shape[0]
         with torch.no_grad():
-            ref_latents = model.vae.encode(batch["reference"])
+            ref_latents = self._latents(batch, "reference")
         keep_ref = self._keep("reference", b, training)
         conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
                                 face=model.face_locator(batch["mask"]))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
             with torch.no_grad():
-                motion_latents = self._encode_video(batch["motion"])
+                motion_latents = self._latents(batch, "motion")
             keep_motion = self._keep("motion", b, training)[:, None, None, None, None]
             conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
             audio = model.audio_encoder(batch["audio"], num_frames)
@@ -138,7 +146,7 @@ class EMOLightningModule(pl.LightningModule):
 
     def diffusion_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
         with torch.no_grad():
-            latents = self._encode_video(batch["frames"])
+            latents = self._latents(batch, "frames")
         conditions = self.conditions(batch, training)
         noise = torch.randn_like(latents)
         sched = self.train_scheduler
