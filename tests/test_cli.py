@@ -140,3 +140,10 @@ def test_two_process_ddp_on_cpu(workdir):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
     checkpoint = torch.load(workdir / "runs/ddp/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 3
+
+
+def test_validate_and_test_from_the_checkpoint(tiny_run, workdir):
+    for command, metric in (("validate", "val/loss"), ("test", "test/loss")):
+        result = emo(command, "experiment=tiny", f"ckpt_path={tiny_run}/checkpoints/last.ckpt", "logger=none",
+                     "trainer.default_root_dir=runs/v", cwd=workdir)
+        assert metric in result.stdout, result.stdout[-2000:]
