@@ -34,16 +34,6 @@ class Conditions:
     audio: Tensor | None = None  # (B, F, T, D)
     speed: Tensor | None = None  # (B, F, speed_dim)
 
-    def select(self, index: Tensor) -> Conditions:
-        """The conditions of the rows ``index`` (for building CFG batches)."""
-
-        def pick(value: Any) -> Any:
-            if isinstance(value, dict):
-                return {k: v[index] for k, v in value.items()}
-            return None if value is None else value[index]
-
-        return Conditions(**{f: pick(getattr(self, f)) for f in self.__dataclass_fields__})
-
 
 def _spec(spec: dict[str, Any], what: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(spec, dict) or "name" not in spec:
