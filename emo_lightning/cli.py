@@ -71,19 +71,16 @@ def fit_config(overrides: list[str]) -> dict[str, Any]:
 
 def predict_config(overrides: list[str]) -> dict[str, Any]:
     """A LightningCLI ``predict`` config: the model from the checkpoint's own hyper-parameters."""
-    from emo_lightning.training.checkpoint import read_checkpoint
+    from emo_lightning.training.checkpoint import model_hparams, read_checkpoint
 
     cfg = compose_config("predict", overrides)
-    hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters")
-    if not hparams:
-        raise ValueError(f"{cfg['ckpt_path']} holds no hyper-parameters: it was not written by emo fit")
+    hparams = model_hparams(read_checkpoint(cfg["ckpt_path"]), cfg["ckpt_path"])
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
                                           "guidance_reference", "guidance_audio", "speed", "sampler", "fps")}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
                 sample_rate=hparams["audio_encoder"].get("sample_rate", 16000),
                 class_path="emo_lightning.data.PredictDataModule")
-    model = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's bookkeeping keys
-    return to_lightning_cli({**cfg, "model": model, "data": data})
+    return to_lightning_cli({**cfg, "model": hparams, "data": data})
 
 
 def print_plugins() -> None:

@@ -33,6 +33,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The module's init arguments saved in ``checkpoint`` (without LightningCLI's ``_``-prefixed keys)."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not hparams:
+        raise CheckpointError(f"{path} holds no hyper-parameters: it was not written by emo fit")
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
 def _expected(module: Any) -> dict[str, torch.Size]:
     skip = tuple("model." + p for p in module.model.external_weight_prefixes())
     return {k: v.shape for k, v in module.state_dict().items() if not k.startswith(skip)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from emo_lightning.training.checkpoint import CheckpointError, check_state_dict, read_checkpoint
+from emo_lightning.training.checkpoint import CheckpointError, check_state_dict, model_hparams, read_checkpoint
 from emo_lightning.training.module import EMOLightningModule
 
 
@@ -19,11 +19,9 @@ def load_module(path: str | Path, device: str | torch.device = "cpu") -> EMOLigh
     do not fit the architecture its hyper-parameters describe.
     """
     checkpoint = read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters")
-    if not hparams:
-        raise CheckpointError(f"{path} holds no hyper-parameters: it was not written by emo fit")
+    hparams = model_hparams(checkpoint, path)
     try:
-        module = EMOLightningModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+        module = EMOLightningModule(**hparams)
     except (TypeError, ValueError, LookupError) as err:  # LookupError: an unknown component name
         raise CheckpointError(f"cannot rebuild the model of {path} from its hyper-parameters: {err}") from err
     check_state_dict(module, checkpoint["state_dict"], source=f"checkpoint {path}")
