@@ -1,5 +1,10 @@
 """`emo quickstart`: train the tiny EMO on procedural talking faces on the CPU, then generate and score
-held-out videos: ``sample.mp4``, ``metrics.json`` and ``sync.png`` land in ``output``."""
+held-out videos: ``sample.mp4``, ``metrics.json`` and ``sync.png`` land in ``output``.
+
+Training follows EMO's stages at tiny size: ``experiment=tiny_images`` (single frames: the backbone,
+ReferenceNet and face locator learn to draw the reference's identity) into ``<output>/images``, then
+``experiment=tiny`` from its checkpoint (clips: audio, temporal and speed layers) into ``<output>/video``.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,18 @@ from emo_lightning.media import Mp4Writer
 
 def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = None, num_videos: int = 4,
                seconds: float = 4.0) -> dict[str, Any]:
-    """Fit ``experiment=tiny`` (+ ``overrides``) into ``<output>/run``, evaluate, write the three files."""
+    """Fit both phases (each + ``overrides``), evaluate, write the three files."""
     from emo_lightning.cli import fit_config, run_lightning_cli
 
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'run'}", *(overrides or [])])
-    module = run_lightning_cli({"subcommand": "fit", "fit": cfg}).model.eval()
+    overrides = list(overrides or [])
+    images = fit_config(["experiment=tiny_images", f"trainer.default_root_dir={out / 'images'}", *overrides])
+    image_run = run_lightning_cli({"subcommand": "fit", "fit": images})
+    video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
+                        f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides])
+    module = run_lightning_cli({"subcommand": "fit", "fit": video}).model.eval()
 
     metrics, videos = evaluate(module, num_videos=num_videos, seconds=seconds)
     first = videos[0]
@@ -31,6 +40,6 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
         writer.write(first["frames"])
     plot_sync(first["series"], module.hparams.fps, metrics, out / "sync.png")
     metrics["minutes"] = (time.perf_counter() - start) / 60
-    metrics["train_steps"] = int(module.global_step)
+    metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(module.global_step)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -40,8 +40,11 @@ def test_everything_loads_from_local_folders_and_checkpoints_leave_frozen_weight
 
     unet = UNet2DConditionModel.from_pretrained(folders / "sd", subfolder="unet")
     for name, tensor in unet.state_dict().items():
-        assert torch.equal(model.backbone.state_dict()[name], tensor), name
         assert torch.equal(model.reference_net.state_dict()[name], tensor), name
+        if ".attn2.to_out." in name:  # audio-attention is a new layer: it starts as a no-op
+            assert not model.backbone.state_dict()[name].any(), name
+        else:
+            assert torch.equal(model.backbone.state_dict()[name], tensor), name
     adapter = MotionAdapter.from_pretrained(folders / "motion")
     for location, key in (("down_blocks.1.attentions.0", "down_blocks.1.motion_modules.0"),
                           ("up_blocks.1.resnets.1", "up_blocks.1.motion_modules.1"),

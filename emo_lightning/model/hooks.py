@@ -75,12 +75,22 @@ class MotionCaptureHook:
 
 
 def install_backbone(unet: UNet2DConditionModel, blocks: nn.ModuleDict, state: UNetState) -> None:
-    """Reference-attention on attn1, audio-attention on attn2, temporal blocks after each unit."""
+    """Reference-attention on attn1, audio-attention on attn2, temporal blocks after each unit.
+
+    Audio-attention is a new layer in EMO (SD's attn2 was text cross-attention), so its output projection
+    starts at zero: switching it on at stage 2 leaves a trained stage-1 backbone's output unchanged, as the
+    zero-initialised temporal blocks do. A checkpoint loaded afterwards restores trained weights.
+    """
     processors = {}
     for key in unet.attn_processors:
         name = key.removesuffix(".processor")
         cls = ReferenceAttnProcessor if name.endswith("attn1") else AudioAttnProcessor
         processors[key] = cls(name, state)
+        if cls is AudioAttnProcessor:
+            out = unet.get_submodule(name).to_out[0]
+            nn.init.zeros_(out.weight)
+            if out.bias is not None:
+                nn.init.zeros_(out.bias)
     unet.set_attn_processor(processors)
 
     for location in temporal_locations(unet):

@@ -31,7 +31,11 @@ def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int) -> Tensor:
 
 @register("audio_encoder", "mel", tiny={"num_mels": 20, "hidden_dim": 16})
 class MelAudioEncoder(AudioEncoder):
-    """Log-mel spectrogram (25 ms windows, 10 ms hop) → 1-D convs → frame-rate tokens."""
+    """Log-mel spectrogram (25 ms windows, 10 ms hop) → 1-D convs → LayerNorm → frame-rate tokens.
+
+    The LayerNorm gives the tokens unit scale, as wav2vec2's head does: unnormalised, they came out ~0.05
+    and the audio-attention they feed barely moved the backbone's output (measured in issue 5).
+    """
 
     def __init__(self, output_dim: int = 32, window: int = 2, num_mels: int = 40, hidden_dim: int = 64,
                  sample_rate: int = 16000):
@@ -45,6 +49,7 @@ class MelAudioEncoder(AudioEncoder):
             nn.Conv1d(num_mels, hidden_dim, 3, padding=1), nn.SiLU(),
             nn.Conv1d(hidden_dim, output_dim, 3, padding=1),
         )
+        self.norm = nn.LayerNorm(output_dim)
 
     def log_mel(self, waveform: Tensor) -> Tensor:
         """``(B, S) -> (B, num_mels, T)``."""
@@ -54,5 +59,5 @@ class MelAudioEncoder(AudioEncoder):
 
     def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
         mel = self.log_mel(waveform).to(self.head[0].weight.dtype)
-        tokens = self.head(mel).transpose(1, 2)  # (B, T, D)
+        tokens = self.norm(self.head(mel).transpose(1, 2))  # (B, T, D)
         return sliding_window(resample_frames(tokens, num_frames), self.window)
