@@ -92,11 +92,11 @@ def test_fit_reproduces_from_the_saved_config(tiny_run, tmp_path):
     assert torch.load(tmp_path / "runs/t/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2
 
 
-def test_mel_audio_encoder_swap(workdir):
-    emo("fit", "experiment=tiny", "model/audio_encoder=mel", "trainer.max_steps=5",
+def test_audio_encoder_swap(workdir):
+    emo("fit", "experiment=tiny", "model/audio_encoder=wav2vec2_tiny", "trainer.max_steps=5",
         "trainer.default_root_dir=runs/m", cwd=workdir)
     config = yaml.safe_load((workdir / "runs/m/config.yaml").read_text())
-    assert config["model"]["audio_encoder"]["name"] == "mel"
+    assert config["model"]["audio_encoder"]["name"] == "wav2vec2"
     assert torch.load(workdir / "runs/m/checkpoints/last.ckpt", weights_only=True)["global_step"] == 5
 
 
@@ -122,9 +122,10 @@ def test_unreadable_image_is_a_clear_error(tiny_run, media, workdir):
 
 
 def test_checkpoint_from_another_config_is_a_clear_error(tiny_run, workdir):
-    result = emo("fit", "experiment=tiny", "model/audio_encoder=mel", f"ckpt_path={tiny_run}/checkpoints/last.ckpt",
-                 "trainer.default_root_dir=runs/x", cwd=workdir, check=False)
-    assert_clean_error(result, "was made by a different model config", "model.audio_encoder.name: 'wav2vec2'")
+    result = emo("fit", "experiment=tiny", "model/audio_encoder=wav2vec2_tiny",
+                 f"ckpt_path={tiny_run}/checkpoints/last.ckpt", "trainer.default_root_dir=runs/x", cwd=workdir,
+                 check=False)
+    assert_clean_error(result, "was made by a different model config", "model.audio_encoder.name: 'mel'")
 
 
 def test_corrupt_checkpoint_is_a_clear_error(media, workdir):

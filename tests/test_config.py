@@ -50,8 +50,8 @@ def test_every_component_option_composes(group, option):
 
 
 def test_command_line_group_override_beats_the_experiment():
-    cfg = compose_config("fit", ["experiment=tiny", "model/audio_encoder=mel"])
-    assert cfg["model"]["audio_encoder"]["name"] == "mel"
+    cfg = compose_config("fit", ["experiment=tiny", "model/audio_encoder=wav2vec2_tiny"])
+    assert cfg["model"]["audio_encoder"]["name"] == "wav2vec2"
 
 
 def test_strategy_names_resolve_to_the_config_files():

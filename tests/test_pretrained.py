@@ -47,7 +47,7 @@ def test_everything_loads_from_local_folders_and_checkpoints_leave_frozen_weight
             assert torch.equal(model.backbone.state_dict()[name], tensor), name
     adapter = MotionAdapter.from_pretrained(folders / "motion")
     for location, key in (("down_blocks.1.attentions.0", "down_blocks.1.motion_modules.0"),
-                          ("up_blocks.1.resnets.1", "up_blocks.1.motion_modules.1"),
+                          ("up_blocks.1.attentions.1", "up_blocks.1.motion_modules.1"),
                           ("mid_block", "mid_block.motion_modules.0")):
         ours = model.temporal_blocks[block_key(location)].motion.state_dict()
         theirs = adapter.get_submodule(key).state_dict()
@@ -69,6 +69,6 @@ def test_everything_loads_from_local_folders_and_checkpoints_leave_frozen_weight
 
 
 def test_vae_channel_mismatch_is_a_clear_error(folders):
-    cfg = tiny_config("model/unet=sd15", f"model.unet.pretrained={folders / 'sd'}")  # 4 channels vs the pixel VAE's 48
-    with pytest.raises(ValueError, match="UNet takes 4 latent channels but vae 'pixel' makes 48"):
+    cfg = tiny_config("model/unet=sd15", f"model.unet.pretrained={folders / 'sd'}")  # 4 channels vs the pixel VAE's 12
+    with pytest.raises(ValueError, match="UNet takes 4 latent channels but vae 'pixel' makes 12"):
         EMOLightningModule(**cfg["model"])
