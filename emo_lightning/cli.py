@@ -30,7 +30,7 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrid
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
   emo plugins                                          list every registered component
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
-                                                       sync.png (other arguments: overrides of experiment=tiny)
+                                                       sync.png (other arguments: overrides of both phases)
   emo fit --help                                       LightningCLI's full reference
 """
 
