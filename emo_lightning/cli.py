@@ -30,7 +30,7 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrid
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
   emo plugins                                          list every registered component
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
-                                                       sync.png (other arguments: overrides of both phases)
+        [image_steps=N video_steps=N]                  sync.png (other arguments: overrides of both phases)
   emo fit --help                                       LightningCLI's full reference
 """
 
@@ -125,10 +125,12 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "quickstart":
             from emo_lightning.quickstart import quickstart
 
-            own = {k: v for k, _, v in (a.partition("=") for a in rest) if k in ("output", "videos", "seconds")}
+            keys = ("output", "videos", "seconds", "image_steps", "video_steps")
+            own = {k: v for k, _, v in (a.partition("=") for a in rest) if k in keys}
             output = own.get("output", "quickstart")
+            steps = {k: int(own[k]) for k in ("image_steps", "video_steps") if k in own}
             metrics = quickstart(output, [a for a in rest if a.partition("=")[0] not in own],
-                                 num_videos=int(own.get("videos", 4)), seconds=float(own.get("seconds", 4.0)))
+                                 num_videos=int(own.get("videos", 4)), seconds=float(own.get("seconds", 4.0)), **steps)
             print(f"wrote {output}/sample.mp4, {output}/metrics.json, {output}/sync.png")
             print(json.dumps(metrics, indent=2))
         elif command == "preprocess":

@@ -19,18 +19,22 @@ from emo_lightning.media import Mp4Writer
 
 
 def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = None, num_videos: int = 4,
-               seconds: float = 4.0) -> dict[str, Any]:
-    """Fit both phases (each + ``overrides``), evaluate, write the three files."""
+               seconds: float = 4.0, image_steps: int | None = None, video_steps: int | None = None
+               ) -> dict[str, Any]:
+    """Fit both phases (each + ``overrides``; ``image_steps``/``video_steps`` set one phase's length),
+    evaluate, write the three files."""
     from emo_lightning.cli import fit_config, run_lightning_cli
 
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
-    images = fit_config(["experiment=tiny_images", f"trainer.default_root_dir={out / 'images'}", *overrides])
+    images = fit_config(["experiment=tiny_images", f"trainer.default_root_dir={out / 'images'}", *overrides,
+                         *([f"trainer.max_steps={image_steps}"] if image_steps else [])])
     image_run = run_lightning_cli({"subcommand": "fit", "fit": images})
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
-                        f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides])
+                        f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
+                        *([f"trainer.max_steps={video_steps}"] if video_steps else [])])
     module = run_lightning_cli({"subcommand": "fit", "fit": video}).model.eval()
 
     metrics, videos = evaluate(module, num_videos=num_videos, seconds=seconds)
