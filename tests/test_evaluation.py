@@ -73,8 +73,8 @@ def test_identity_color_error_separates_identities(clip):
 def test_short_quickstart_writes_video_metrics_and_plot(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "EMO_CONFIG_DIR": str(REPO / "conf")}
     subprocess.run([sys.executable, "-m", "emo_lightning.cli", "quickstart", "output=qs", "videos=1", "seconds=0.8",
-                    "image_steps=3", "video_steps=2", "logger=none"], cwd=tmp_path, env=env, check=True, capture_output=True,
-                   timeout=600)
+                    "image_steps=3", "video_steps=2", "logger=none"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=600)
     metrics = json.loads((tmp_path / "qs/metrics.json").read_text())
     for key in ("sync_pearson", "sync_pearson_audio_zeroed", "sync_pearson_ground_truth", "identity_color_error",
                 "boundary_ratio", "minutes"):
