@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor
+from torch.utils.data import default_collate
 
 from emo_lightning.data.synthetic import SyntheticTalkingFaces, render_faces
 from emo_lightning.model import Conditions
@@ -41,8 +42,7 @@ def held_out(module: EMOLightningModule, clips: int) -> tuple[SyntheticTalkingFa
     hp = module.hparams
     data = SyntheticTalkingFaces(clips, stage=hp.stage, resolution=hp.resolution, num_frames=hp.num_frames,
                                  motion_frames=hp.motion_frames, fps=hp.fps, seed=1, split="test")
-    items = [data[i] for i in range(clips)]
-    return data, {key: torch.stack([item[key] for item in items]) for key in items[0]}
+    return data, default_collate([data[i] for i in range(clips)])
 
 
 def to_images(module: EMOLightningModule, latents: Tensor) -> Tensor:
@@ -86,14 +86,13 @@ def audio_share(data: SyntheticTalkingFaces, clips: int) -> float:
 
 
 def sampling_errors(module: EMOLightningModule, batch: dict[str, Tensor], conditions: Conditions) -> dict[int, float]:
+    """One clip denoised by the sampler's own loop (no guidance), from the same noise for every step count."""
     target, truth = module._latents(batch, "frames"), rearrange(batch["frames"], "b c f h w -> (b f) c h w")
     errors = {}
     for steps in SAMPLING_STEPS:
-        scheduler = module.sampler(steps=steps, guidance=Guidance(1.0, 1.0)).scheduler
-        scheduler.set_timesteps(steps)
-        latents = torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
-        for t in scheduler.timesteps:
-            latents = scheduler.step(module.model.denoise(latents, t.reshape(1), conditions), t, latents).prev_sample
+        sampler = module.sampler(steps=steps, guidance=Guidance(1.0, 1.0))
+        latents = sampler._denoise_clip(conditions, target[:, :, 0], target.shape[2], [(True, True, 1.0)],
+                                        torch.Generator().manual_seed(0), lambda step: None)
         errors[steps] = float(((to_images(module, latents) - truth) ** 2).mean())
     return errors
 

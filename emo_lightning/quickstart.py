@@ -18,6 +18,10 @@ from emo_lightning.evaluation.runner import evaluate
 from emo_lightning.media import Mp4Writer
 
 
+def _max_steps(steps: int | None) -> list[str]:
+    return [f"trainer.max_steps={steps}"] if steps else []
+
+
 def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = None, num_videos: int = 4,
                seconds: float = 4.0, image_steps: int | None = None, video_steps: int | None = None
                ) -> dict[str, Any]:
@@ -30,11 +34,11 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
     images = fit_config(["experiment=tiny_images", f"trainer.default_root_dir={out / 'images'}", *overrides,
-                         *([f"trainer.max_steps={image_steps}"] if image_steps else [])])
+                         *_max_steps(image_steps)])
     image_run = run_lightning_cli({"subcommand": "fit", "fit": images})
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
-                        *([f"trainer.max_steps={video_steps}"] if video_steps else [])])
+                        *_max_steps(video_steps)])
     module = run_lightning_cli({"subcommand": "fit", "fit": video}).model.eval()
 
     metrics, videos = evaluate(module, num_videos=num_videos, seconds=seconds)

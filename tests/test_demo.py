@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import REPO
 from PIL import Image
 
 from emo_lightning.media import probe_video
+from emo_lightning.training.checkpoint import model_hparams, read_checkpoint
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -129,7 +129,7 @@ def test_in_a_headless_browser(demo_url, media, tiny_checkpoint):
         pytest.skip(f"{CHROMIUM} is missing (Debian package `chromium`; .ci/run installs it)")
     from playwright.sync_api import expect, sync_playwright
 
-    own_steps = torch.load(tiny_checkpoint, weights_only=True)["hyper_parameters"]["num_inference_steps"]
+    own_steps = model_hparams(read_checkpoint(tiny_checkpoint), tiny_checkpoint)["num_inference_steps"]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
