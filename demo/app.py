@@ -131,9 +131,10 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, elem_id="steps",
                                       label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
                     sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
-                    guidance_reference = gr.Slider(0, 6, value=defaults["guidance_reference"], step=0.1,
+                    # up to 20: an under-trained model needs strong audio guidance (the tiny config's is 10)
+                    guidance_reference = gr.Slider(0, 20, value=defaults["guidance_reference"], step=0.1,
                                                    label="Reference guidance")
-                    guidance_audio = gr.Slider(0, 6, value=defaults["guidance_audio"], step=0.1,
+                    guidance_audio = gr.Slider(0, 20, value=defaults["guidance_audio"], step=0.1,
                                                label="Audio guidance")
                     speed = gr.Slider(0, 2, value=defaults["speed"], step=0.05, label="Head-motion speed",
                                       info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
@@ -119,3 +120,25 @@ def test_audio_changes_the_prediction_and_dropout_removes_it():
     module.dropout["audio"] = 1.0
     dropped = module.conditions(batch, training=True)
     assert torch.count_nonzero(dropped.audio) == 0
+
+
+def test_lip_loss_weight_weights_only_the_mouth_region():
+    batch = tiny_batch(stage=3)
+
+    def loss(*overrides: str, lips: float | None = None) -> float:
+        torch.manual_seed(0)
+        module = tiny_module(*overrides)
+        torch.manual_seed(1)
+        data = dict(batch) if lips is None else {**batch, "lip_mask": torch.full_like(batch["lip_mask"], lips)}
+        return module.diffusion_loss(data, training=False).item()
+
+    plain = loss()
+    assert loss("model.lip_loss_weight=4", lips=0.0) == pytest.approx(plain)  # no mouth: the plain loss
+    assert loss("model.lip_loss_weight=4", lips=1.0) == pytest.approx(4 * plain, rel=1e-5)  # all mouth
+    assert plain < loss("model.lip_loss_weight=4") < 4 * plain
+
+
+def test_lip_loss_weight_without_a_lip_mask_says_what_to_do():
+    batch = {k: v for k, v in tiny_batch(stage=3).items() if k != "lip_mask"}
+    with pytest.raises(ValueError, match="lip_loss_weight=1"):
+        tiny_module("model.lip_loss_weight=10").diffusion_loss(batch, training=False)

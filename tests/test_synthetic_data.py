@@ -12,6 +12,7 @@ from emo_lightning.data import (
     head_motion,
     make_clip,
     measure_mouth_open,
+    mouth_masks,
     render_face,
     render_faces,
     synth_speech,
@@ -42,6 +43,17 @@ def test_mouth_is_large_and_dark() -> None:
     rows = np.flatnonzero(darker.any(1))
     face_height = 2 * identity.face_axes[1] * 32 / 2
     assert 0.18 * face_height <= len(rows) <= 0.3 * face_height
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_lip_mask_covers_every_pixel_the_mouth_changes(resolution: int) -> None:
+    rng = np.random.default_rng(4)
+    for identity, pose in zip([FaceIdentity.sample(rng) for _ in range(4)], POSES, strict=True):
+        closed, opened = (render_face(identity, m, pose, resolution).astype(int) for m in (0.0, 1.0))
+        mask = mouth_masks(identity, np.array([pose]), resolution)[0]
+        changed = np.abs(closed - opened).sum(-1) > 0
+        assert changed.any() and mask[changed].all()
+        assert mask.mean() < 3 * changed.mean()  # the mouth region, not the face
 
 
 def test_face_stays_inside_the_frame() -> None:
@@ -112,9 +124,9 @@ def test_head_speed_is_nonnegative_and_varies_across_clips() -> None:
 
 def test_stage1_item() -> None:
     item = SyntheticTalkingFaces(4, stage=1, resolution=32)[0]
-    assert set(item) == {"reference", "frames", "mask"}
+    assert set(item) == {"reference", "frames", "mask", "lip_mask"}
     assert item["reference"].shape == (3, 32, 32) and item["frames"].shape == (3, 1, 32, 32)
-    assert item["mask"].shape == (1, 32, 32)
+    assert item["mask"].shape == (1, 32, 32) and item["lip_mask"].shape == (1, 1, 32, 32)
     for value in item.values():
         assert value.dtype == torch.float32 and value.min() >= -1 and value.max() <= 1
     assert not torch.equal(item["reference"], item["frames"][:, 0])
@@ -130,6 +142,7 @@ def test_video_item(stage: int) -> None:
         "frames": (3, 8, 32, 32),
         "audio": (8 * 16000 // 25,),
         "mask": (1, 32, 32),
+        "lip_mask": (1, 8, 32, 32),
         "speed": (8,),
         "mouth_open": (8,),
         "loudness": (8,),

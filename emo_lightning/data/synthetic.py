@@ -290,6 +290,18 @@ def face_boxes(identity: FaceIdentity, pose: np.ndarray, resolution: int) -> np.
     return np.clip((boxes + 1) / 2 * resolution, 0, resolution).astype(np.float32)
 
 
+def mouth_masks(identity: FaceIdentity, pose: np.ndarray, resolution: int) -> np.ndarray:
+    """float32 (F, H, W): 1 on the pixels the lips can cover at full opening in each frame's pose. It does not
+    depend on the opening, so a loss weighted by it tells the model where the mouth is, never how open."""
+    pose = np.asarray(pose, np.float32).reshape(-1, 3)
+    ax, ay = identity.face_axes
+    x, y = _face_coords(pose, resolution)
+    fx, fy = _feature_offset(identity, pose)
+    pixel = 2 / resolution
+    half_axes = (_LIP_A * ax + pixel, (_MOUTH_B + _LIP_B) * ay + pixel)
+    return _inside(x - fx, y - fy - _MOUTH_Y * ay, 0, 0, *half_axes).astype(np.float32)
+
+
 def boxes_to_mask(boxes: np.ndarray, resolution: int) -> np.ndarray:
     """Union of pixel boxes (F, 4) as a float32 (H, W) mask: 1 on every pixel a box touches."""
     mask = np.zeros((resolution, resolution), np.float32)
@@ -310,7 +322,8 @@ def make_clip(
     identity: FaceIdentity | None = None,
 ) -> dict[str, np.ndarray]:
     """A talking-face clip: `frames` uint8 (F, H, W, 3), `audio` float32 (S,) with S = round(F * sr / fps),
-    `loudness`, `mouth_open`, `speed` (F,), `pose` (F, 3) degrees, `boxes` (F, 4) pixels and `mask` (H, W)."""
+    `loudness`, `mouth_open`, `speed` (F,), `pose` (F, 3) degrees, `boxes` (F, 4) pixels, `mask` (H, W) and
+    `lip_mask` (F, H, W) (see `mouth_masks`)."""
     rng = np.random.default_rng(rng_or_seed)
     identity = identity or FaceIdentity.sample(rng)
     audio, loudness = synth_speech(rng, num_frames / fps, sample_rate, fps)
@@ -326,6 +339,7 @@ def make_clip(
         "speed": speed,
         "boxes": boxes,
         "mask": boxes_to_mask(boxes, resolution),
+        "lip_mask": mouth_masks(identity, pose, resolution),
     }
 
 
@@ -345,7 +359,8 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
     stages 2 and 3 (video): `reference` (3, H, W) the person with a closed mouth, `motion` (3, N, H, W)
     the preceding frames, `frames` (3, F, H, W) the target frames, `audio` (S,) with
     S = round(F * sample_rate / fps) aligned with the targets, and per target frame `speed`, `mouth_open`,
-    `loudness` (F,) and `pose` (F, 3). Every stage has `mask` (1, H, W), the union of the face boxes.
+    `loudness` (F,) and `pose` (F, 3). Every stage has `mask` (1, H, W), the union of the face boxes, and
+    `lip_mask` (1, F, H, W), the mouth region of each target frame (for `lip_loss_weight`).
     """
 
     def __init__(
@@ -396,6 +411,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
                 "reference": _images(clip["frames"][ref]),
                 "frames": _images(clip["frames"][target : target + 1]),
                 "mask": torch.from_numpy(mask)[None],
+                "lip_mask": torch.from_numpy(clip["lip_mask"][target : target + 1])[None],
             }
 
         n = self.motion_frames
@@ -409,6 +425,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
             "frames": _images(clip["frames"][target]),
             "audio": torch.from_numpy(np.pad(audio, (0, length - len(audio)))),
             "mask": torch.from_numpy(boxes_to_mask(clip["boxes"][target], self.resolution))[None],
+            "lip_mask": torch.from_numpy(clip["lip_mask"][target])[None],
             "speed": torch.from_numpy(clip["speed"][target]),
             "mouth_open": torch.from_numpy(clip["mouth_open"][target]),
             "loudness": torch.from_numpy(clip["loudness"][target]),

@@ -38,6 +38,9 @@ class EMOLightningModule(pl.LightningModule):
         trainable: parameter groups to train (see :mod:`emo_lightning.training.stages`).
         condition_dropout: per-sample probability of dropping ``reference``, ``audio`` and ``motion``
             (classifier-free guidance and first-clip training).
+        lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
+            loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
+            does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
         init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
         plugins: plugin files/directories to import before building (see :mod:`emo_lightning.registry`).
     """
@@ -58,6 +61,7 @@ class EMOLightningModule(pl.LightningModule):
         lr: float = 1e-5,
         weight_decay: float = 1e-2,
         condition_dropout: dict[str, float] | None = None,
+        lip_loss_weight: float = 1.0,
         num_frames: int = 12,
         motion_frames: int = 4,
         fps: float = 25.0,
@@ -72,6 +76,8 @@ class EMOLightningModule(pl.LightningModule):
         super().__init__()
         if stage not in STAGE_GROUPS:
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        if lip_loss_weight <= 0:
+            raise ValueError(f"lip_loss_weight must be positive, got {lip_loss_weight}")
         self.save_hyperparameters()
         registry.load_plugin_paths(plugins or [])
         self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder)
@@ -162,7 +168,20 @@ class EMOLightningModule(pl.LightningModule):
         else:
             raise ValueError(f"unsupported prediction_type {prediction_type!r}")
         pred = self.model.denoise(noisy, t, conditions, temporal=self.uses_video)
-        return F.mse_loss(pred.float(), target.float())
+        squared_error = (pred.float() - target.float()) ** 2
+        if self.hparams.lip_loss_weight != 1:
+            squared_error = squared_error * self._lip_weights(batch, latents)
+        return squared_error.mean()
+
+    def _lip_weights(self, batch: dict[str, Tensor], latents: Tensor) -> Tensor:
+        """Per-latent-pixel loss weights (B, 1, F, h, w): ``lip_loss_weight`` where a latent pixel covers any
+        of the mouth, 1 elsewhere."""
+        if "lip_mask" not in batch:
+            raise ValueError(f"lip_loss_weight={self.hparams.lip_loss_weight} needs a `lip_mask` (B, 1, F, H, W) "
+                             "in every batch, and this data gives none: set model.lip_loss_weight=1 or use a data "
+                             "set that marks the mouth")
+        lips = F.adaptive_max_pool3d(batch["lip_mask"].float(), latents.shape[2:])
+        return 1 + (self.hparams.lip_loss_weight - 1) * lips
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.diffusion_loss(batch, training=True)
