@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -98,6 +99,19 @@ def test_audio_encoder_swap(workdir):
     config = yaml.safe_load((workdir / "runs/m/config.yaml").read_text())
     assert config["model"]["audio_encoder"]["name"] == "wav2vec2"
     assert torch.load(workdir / "runs/m/checkpoints/last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def test_lr_schedule_warms_up_then_decays_over_max_steps(workdir):
+    emo("fit", "experiment=tiny", "model.lr_scheduler=cosine", "model.lr_warmup_steps=3", "trainer.max_steps=8",
+        "trainer.log_every_n_steps=1", "logger=csv", "trainer.limit_val_batches=0", "trainer.default_root_dir=runs/lr",
+        cwd=workdir)
+    (metrics,) = (workdir / "runs/lr/csv").glob("version_*/metrics.csv")
+    lr = [float(row["train/lr"]) for row in csv.DictReader(metrics.open()) if row.get("train/lr")]
+    peak = 1e-3  # the tiny config's lr
+    assert len(lr) == 8 and lr[0] < lr[1] < lr[2] <= peak  # warm-up
+    decay = lr[3:]
+    assert decay[0] == pytest.approx(peak) and all(a > b for a, b in zip(decay, decay[1:], strict=False))
+    assert decay[-1] < 0.2 * peak
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

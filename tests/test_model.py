@@ -69,7 +69,7 @@ def test_training_step_updates_only_the_stage_parameters():
     torch.manual_seed(0)
     module = tiny_module("model.stage=3", "model.trainable=null")
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()["optimizer"]
     loss = module.training_step(tiny_batch(stage=3), 0)
     loss.backward()
     optimizer.step()

@@ -38,6 +38,8 @@ class EMOLightningModule(pl.LightningModule):
         trainable: parameter groups to train (see :mod:`emo_lightning.training.stages`).
         condition_dropout: per-sample probability of dropping ``reference``, ``audio`` and ``motion``
             (classifier-free guidance and first-clip training).
+        lr_scheduler: a diffusers learning-rate schedule (``constant``, ``cosine``, ``linear``, …) over the
+            run's ``trainer.max_steps``, after ``lr_warmup_steps`` of linear warm-up.
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
@@ -60,6 +62,8 @@ class EMOLightningModule(pl.LightningModule):
         trainable: list[str] | None = None,
         lr: float = 1e-5,
         weight_decay: float = 1e-2,
+        lr_scheduler: str = "constant",
+        lr_warmup_steps: int = 0,
         condition_dropout: dict[str, float] | None = None,
         lip_loss_weight: float = 1.0,
         num_frames: int = 12,
@@ -200,13 +204,25 @@ class EMOLightningModule(pl.LightningModule):
         self.log("test/loss", loss, sync_dist=True, batch_size=batch["reference"].shape[0])
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> dict[str, Any]:
+        from diffusers.optimization import SchedulerType, get_scheduler
+
+        hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
-            raise ValueError(f"nothing to train: groups {self.hparams.trainable} of {GROUPS} have no parameters")
+            raise ValueError(f"nothing to train: groups {hp.trainable} of {GROUPS} have no parameters")
+        names = [s.value for s in SchedulerType]
+        if hp.lr_scheduler not in names:
+            raise ValueError(f"lr_scheduler must be one of {names}, got {hp.lr_scheduler!r}")
         # the fused kernel is one op for all parameters: on small models the per-tensor loop dominates the step
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused)
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+        if hp.lr_scheduler != "constant" and not 0 < total < float("inf"):
+            raise ValueError(f"lr_scheduler={hp.lr_scheduler!r} decays over the run: set trainer.max_steps")
+        schedule = get_scheduler(hp.lr_scheduler, optimizer, num_warmup_steps=hp.lr_warmup_steps,
+                                 num_training_steps=int(total) if total < float("inf") else None)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
