@@ -126,6 +126,11 @@ def test_unknown_component_name_is_a_clear_error(workdir):
     assert_clean_error(result, "unknown audio_encoder component 'whisperr'", "mel, wav2vec2")
 
 
+def test_unknown_lr_scheduler_is_a_clear_error(workdir):
+    result = emo("fit", "experiment=tiny", "model.lr_scheduler=cosin", cwd=workdir, check=False)
+    assert_clean_error(result, "lr_scheduler must be one of", "'cosine'")
+
+
 def test_unreadable_image_is_a_clear_error(tiny_run, media, workdir):
     bad = workdir / "not_an_image.png"
     bad.write_text("this is text, not a PNG")

@@ -9,6 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from diffusers.optimization import SchedulerType, get_scheduler
 from einops import rearrange
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -21,6 +22,7 @@ from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
                     "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
+LR_SCHEDULERS = [s.value for s in SchedulerType]
 SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}  # extra arguments when a sampler is chosen by name
 
 
@@ -80,6 +82,8 @@ class EMOLightningModule(pl.LightningModule):
         super().__init__()
         if stage not in STAGE_GROUPS:
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        if lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {lr_scheduler!r}")
         if lip_loss_weight <= 0:
             raise ValueError(f"lip_loss_weight must be positive, got {lip_loss_weight}")
         self.save_hyperparameters()
@@ -205,15 +209,10 @@ class EMOLightningModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        from diffusers.optimization import SchedulerType, get_scheduler
-
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"nothing to train: groups {hp.trainable} of {GROUPS} have no parameters")
-        names = [s.value for s in SchedulerType]
-        if hp.lr_scheduler not in names:
-            raise ValueError(f"lr_scheduler must be one of {names}, got {hp.lr_scheduler!r}")
         # the fused kernel is one op for all parameters: on small models the per-tensor loop dominates the step
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
