@@ -1,6 +1,6 @@
 """Does the tiny EMO learn? Runs the full `emo quickstart` and checks issue 5's targets.
 
-    python benchmarks/learning.py [output_dir] [extra overrides of experiment=tiny ...]
+    python benchmarks/learning.py [output=runs/learning] [emo quickstart's arguments and overrides ...]
 
 The ground truth and the audio-zeroed ablation are measured in the same run by the same code, so the
 sync Pearson is read against them, not as an absolute number.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from emo_lightning.quickstart import quickstart
+from emo_lightning.quickstart import parse_arguments, quickstart
 
 TARGETS = {  # metric: (comparison, bound)
     "sync_pearson": (">=", 0.8),
@@ -22,8 +22,10 @@ TARGETS = {  # metric: (comparison, bound)
 
 
 def main() -> int:
-    output = sys.argv[1] if len(sys.argv) > 1 else "runs/learning"
-    metrics = quickstart(output, sys.argv[2:])
+    args = sys.argv[1:]
+    output, overrides, kwargs = parse_arguments(args if any(a.startswith("output=") for a in args)
+                                                else ["output=runs/learning", *args])
+    metrics = quickstart(output, overrides, **kwargs)
     print(json.dumps(metrics, indent=2))
     failed = 0
     for key, (op, bound) in TARGETS.items():

@@ -123,14 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         if command == "plugins":
             print_plugins()
         elif command == "quickstart":
-            from emo_lightning.quickstart import quickstart
+            from emo_lightning.quickstart import parse_arguments, quickstart
 
-            keys = ("output", "videos", "seconds", "image_steps", "video_steps")
-            own = {k: v for k, _, v in (a.partition("=") for a in rest) if k in keys}
-            output = own.get("output", "quickstart")
-            steps = {k: int(own[k]) for k in ("image_steps", "video_steps") if k in own}
-            metrics = quickstart(output, [a for a in rest if a.partition("=")[0] not in own],
-                                 num_videos=int(own.get("videos", 4)), seconds=float(own.get("seconds", 4.0)), **steps)
+            output, overrides, kwargs = parse_arguments(rest)
+            metrics = quickstart(output, overrides, **kwargs)
             print(f"wrote {output}/sample.mp4, {output}/metrics.json, {output}/sync.png")
             print(json.dumps(metrics, indent=2))
         elif command == "preprocess":

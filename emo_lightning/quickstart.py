@@ -22,6 +22,16 @@ def _max_steps(steps: int | None) -> list[str]:
     return [f"trainer.max_steps={steps}"] if steps else []
 
 
+def parse_arguments(args: list[str]) -> tuple[str, list[str], dict[str, Any]]:
+    """``emo quickstart``'s arguments → (output, Hydra overrides, keyword arguments of `quickstart`):
+    ``output=``, ``videos=``, ``seconds=``, ``image_steps=``, ``video_steps=``; the rest are overrides."""
+    own = {k: v for k, _, v in (a.partition("=") for a in args)
+           if k in ("output", "videos", "seconds", "image_steps", "video_steps")}
+    kwargs: dict[str, Any] = {k: int(own[k]) for k in ("image_steps", "video_steps") if k in own}
+    kwargs.update(num_videos=int(own.get("videos", 4)), seconds=float(own.get("seconds", 4.0)))
+    return own.get("output", "quickstart"), [a for a in args if a.partition("=")[0] not in own], kwargs
+
+
 def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = None, num_videos: int = 4,
                seconds: float = 4.0, image_steps: int | None = None, video_steps: int | None = None
                ) -> dict[str, Any]:
