@@ -254,6 +254,17 @@ def render_face(
     return render_faces(identity, np.array([mouth_open]), np.array([pose]), resolution)[0]
 
 
+def _around_mouth(identity: FaceIdentity, pose: np.ndarray, resolution: int, half_width: float,
+                  half_height: float) -> np.ndarray:
+    """bool (F, H, W): the pixels of an ellipse at the mouth centre, half-axes in face half-axes, grown by a
+    pixel so that partly covered pixels count."""
+    ax, ay = identity.face_axes
+    x, y = _face_coords(pose, resolution)
+    fx, fy = _feature_offset(identity, pose)
+    pixel = 2 / resolution
+    return _inside(x - fx, y - fy, 0, _MOUTH_Y * ay, half_width * ax + pixel, half_height * ay + pixel)
+
+
 def measure_mouth_open(
     frame: np.ndarray, identity: FaceIdentity, pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
 ) -> float:
@@ -265,11 +276,8 @@ def measure_mouth_open(
     """
     resolution = frame.shape[0]
     ax, ay = identity.face_axes
-    pose_arr = np.asarray(pose, float).reshape(1, 3)
-    x, y = _face_coords(pose_arr, resolution)
-    fx, fy = _feature_offset(identity, pose_arr)
     pixel = 2 / resolution
-    region = _inside(x - fx, y - fy, 0, _MOUTH_Y * ay, _MOUTH_A * ax + pixel, _MOUTH_B * ay + pixel)[0]
+    region = _around_mouth(identity, np.asarray(pose, float).reshape(1, 3), resolution, _MOUTH_A, _MOUTH_B)[0]
 
     skin = np.asarray(identity.skin, float)
     basis = np.stack([np.asarray(identity.lips, float) - skin, np.asarray(identity.mouth, float) - skin], 1)
@@ -294,12 +302,7 @@ def mouth_masks(identity: FaceIdentity, pose: np.ndarray, resolution: int) -> np
     """float32 (F, H, W): 1 on the pixels the lips can cover at full opening in each frame's pose. It does not
     depend on the opening, so a loss weighted by it tells the model where the mouth is, never how open."""
     pose = np.asarray(pose, np.float32).reshape(-1, 3)
-    ax, ay = identity.face_axes
-    x, y = _face_coords(pose, resolution)
-    fx, fy = _feature_offset(identity, pose)
-    pixel = 2 / resolution
-    half_axes = (_LIP_A * ax + pixel, (_MOUTH_B + _LIP_B) * ay + pixel)
-    return _inside(x - fx, y - fy - _MOUTH_Y * ay, 0, 0, *half_axes).astype(np.float32)
+    return _around_mouth(identity, pose, resolution, _LIP_A, _MOUTH_B + _LIP_B).astype(np.float32)
 
 
 def boxes_to_mask(boxes: np.ndarray, resolution: int) -> np.ndarray:
