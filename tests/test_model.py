@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import tiny_batch, tiny_module
@@ -120,6 +122,39 @@ def test_audio_changes_the_prediction_and_dropout_removes_it():
     module.dropout["audio"] = 1.0
     dropped = module.conditions(batch, training=True)
     assert torch.count_nonzero(dropped.audio) == 0
+
+
+def test_audio_attention_tells_the_window_slots_apart():
+    """Attention is blind to the order of its keys: only the audio positions let a frame tell its own audio
+    from its neighbours'. Without them, reordering each frame's window changes nothing."""
+    torch.manual_seed(0)
+    module = tiny_module("model.audio_encoder.window=2")
+    assert module.model.audio_positions.shape == (5, module.model.backbone.config.cross_attention_dim)
+    with torch.no_grad():
+        for p in module.model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    batch = tiny_batch(stage=3)
+    conditions = module.conditions(batch, training=False)
+    noisy = torch.randn_like(module._encode_video(batch["frames"]))
+    t = torch.tensor([500, 500])
+
+    def reorder_changes_output() -> bool:
+        with torch.no_grad():
+            base = module.model.denoise(noisy, t, conditions)
+            reordered = module.model.denoise(noisy, t, replace(conditions, audio=conditions.audio.flip(2)))
+        return not torch.allclose(base, reordered, atol=1e-6)
+
+    assert reorder_changes_output()
+    positions, module.model.audio_positions = module.model.audio_positions, None
+    assert not reorder_changes_output()
+    module.model.audio_positions = positions
+    assert group_of("audio_positions") == "audio" and "audio" in module.hparams.trainable
+    module.training_step(batch, 0).backward()
+    assert module.model.audio_positions.grad.abs().sum() > 0
+
+
+def test_audio_positions_exist_only_for_a_window():
+    assert tiny_module("model.audio_encoder.window=0").model.audio_positions is None
 
 
 def test_lip_loss_weight_weights_only_the_mouth_region():

@@ -65,6 +65,11 @@ class EMO(nn.Module):
                 f"{self.vae.latent_channels}: set model.unet.config.in_channels/out_channels to match")
         self.reference_net = copy.deepcopy(self.backbone)  # EMO starts both from the same weights
         self.audio_encoder = _build("audio_encoder", audio_encoder, "audio_encoder", output_dim=cross_dim)
+        # attention is blind to the order of its keys: without a position per window slot the audio-attention
+        # cannot tell a frame's own audio from its ±window neighbours', and the mouth follows only their average
+        # (issue 5: held-out sync 0.58 without, 0.84 with). Unit scale, as the encoders' LayerNorm'd tokens.
+        window = self.audio_encoder.window
+        self.audio_positions = nn.Parameter(torch.randn(2 * window + 1, cross_dim)) if window else None
         self.face_locator = _build("face_locator", face_locator, "face_locator",
                                    latent_channels=latent, downsample=self.vae.downsample)
         self.speed_encoder = _build("speed_encoder", speed_encoder, "speed_encoder")
@@ -113,7 +118,10 @@ class EMO(nn.Module):
         sample = rearrange(noisy, "b c f h w -> (b f) c h w")
         timesteps = timesteps.expand(b).repeat_interleave(f)
         if conditions.audio is not None:
-            context = rearrange(conditions.audio, "b f t d -> (b f) t d").to(noisy.dtype)
+            audio = conditions.audio
+            if self.audio_positions is not None:
+                audio = audio + self.audio_positions.to(audio.dtype)
+            context = rearrange(audio, "b f t d -> (b f) t d").to(noisy.dtype)
         else:
             context = self._null_context(b * f, noisy)
         with self.state.use(num_frames=f, reference=conditions.reference, motion=conditions.motion,

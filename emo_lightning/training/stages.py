@@ -4,7 +4,8 @@ Parameter groups:
     backbone       the backbone UNet, except its audio layers
     reference_net  the ReferenceNet
     face_locator   the face locator
-    audio          the backbone's audio-attention layers (attn2 + its norm) and the audio encoder's head
+    audio          the backbone's audio-attention layers (attn2 + its norm), the audio encoder's head and the
+                   audio window's position embedding
     temporal       the temporal blocks, except their speed path
     speed          the speed encoder and the temporal blocks' speed cross-attention
 
@@ -38,7 +39,7 @@ def group_of(name: str) -> str | None:
     if top == "temporal_blocks":
         return "speed" if rest.partition(".")[2].startswith("speed") else "temporal"
     return {"reference_net": "reference_net", "face_locator": "face_locator", "audio_encoder": "audio",
-            "speed_encoder": "speed"}.get(top)
+            "audio_positions": "audio", "speed_encoder": "speed"}.get(top)
 
 
 def apply_trainable(model: nn.Module, groups: Iterable[str]) -> dict[str, int]:
