@@ -167,7 +167,7 @@ def test_lip_loss_weight_weights_only_the_mouth_region():
         data = dict(batch) if lips is None else {**batch, "lip_mask": torch.full_like(batch["lip_mask"], lips)}
         return module.diffusion_loss(data, training=False).item()
 
-    plain = loss()
+    plain = loss("model.lip_loss_weight=1")
     assert loss("model.lip_loss_weight=4", lips=0.0) == pytest.approx(plain)  # no mouth: the plain loss
     assert loss("model.lip_loss_weight=4", lips=1.0) == pytest.approx(4 * plain, rel=1e-5)  # all mouth
     assert plain < loss("model.lip_loss_weight=4") < 4 * plain

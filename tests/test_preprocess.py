@@ -19,7 +19,7 @@ from conftest import tiny_batch, tiny_config, tiny_module
 from skimage.data import astronaut
 
 from emo_lightning import registry
-from emo_lightning.data.preprocessed import PreprocessedDataModule, split_identities
+from emo_lightning.data.preprocessed import MOUTH_IN_FACE_BOX, PreprocessedDataModule, split_identities
 from emo_lightning.media import Mp4Writer, load_audio, read_video
 from emo_lightning.preprocess import NoFaceError, Settings, crop_portrait
 from emo_lightning.preprocess.runner import run
@@ -136,6 +136,23 @@ def test_face_box_lands_on_the_face(hdtf):
         assert np.hypot(*(centre - [(x0 + x1) / 2, (y0 + y1) / 2])) < 0.2 * (x1 - x0)
 
 
+def test_lip_region_holds_the_mouth_and_not_the_eyes(hdtf):
+    """The lip mask of preprocessed data is MOUTH_IN_FACE_BOX of each stored face box: on the HDTF clip it holds
+    the mouth measured by eye, and neither eye."""
+    boxes = _source_boxes(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4"))
+    fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
+    for frame, (eye_l, eye_r, mouth) in HDTF_LANDMARKS.items():
+        x0, y0, x1, y1 = boxes[frame]
+        w, h = x1 - x0, y1 - y0
+        region = (x0 + fx0 * w, y0 + fy0 * h, x0 + fx1 * w, y0 + fy1 * h)
+        assert _inside(mouth, region), f"frame {frame}: mouth {mouth} outside the lip region {np.round(region)}"
+        assert not _inside(eye_l, region) and not _inside(eye_r, region), f"frame {frame}: an eye in the lip region"
+
+
+def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+    return box[0] < point[0] < box[2] and box[1] < point[1] < box[3]
+
+
 def test_batches_match_the_synthetic_data(hdtf):
     for stage in (1, 3):
         data = PreprocessedDataModule(str(hdtf["output"]), stage=stage, resolution=32, num_frames=8,
@@ -143,12 +160,13 @@ def test_batches_match_the_synthetic_data(hdtf):
         data.setup("fit")
         batch = next(iter(data.train_dataloader()))
         synthetic = tiny_batch(stage=stage, batch_size=2)
-        # the synthetic data's ground truth; the lip mask needs mouth landmarks, which preprocessing does not store
-        assert set(batch) == set(synthetic) - {"mouth_open", "loudness", "pose", "lip_mask"}
+        assert set(batch) == set(synthetic) - {"mouth_open", "loudness", "pose"}  # the synthetic ground truth
         for key, value in batch.items():
             assert value.shape == synthetic[key].shape and value.dtype == synthetic[key].dtype, key
         assert batch["reference"].min() >= -1 and batch["reference"].max() <= 1
         assert batch["mask"].mean() > 0.2  # the face fills much of the crop
+        lips = batch["lip_mask"]
+        assert (lips <= batch["mask"][:, :, None]).all() and 0 < lips.mean() < 0.5 * batch["mask"].mean()
         if stage == 3:
             assert batch["audio"].abs().max() > 0.05 and (batch["speed"] >= 0).all()
 

@@ -26,6 +26,10 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
 
 from emo_lightning.data.synthetic import boxes_to_mask
 
+# Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
+# enough for the head turns of talking-head video. `lip_loss_weight` weights this region.
+MOUTH_IN_FACE_BOX = (0.2, 0.55, 0.8, 1.0)
+
 
 def _images(frames: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) → float32 in [-1, 1], channels first: (3, H, W) or (3, F, H, W)."""
@@ -40,8 +44,9 @@ class PreprocessedClips(StreamingDataset):
     (1, H, W), the target frame's face box. Stages 2-3: ``reference`` (a frame of the segment outside the window
     when there is one), ``motion`` (3, N, H, W) and ``frames`` (3, F, H, W), consecutive, ``audio`` (S,) with
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
-    union of the target frames' face boxes. Images are float32 in [-1, 1], resized to ``resolution`` if the data
-    set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
+    union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): the mouth region of each
+    target frame's face box (``MOUTH_IN_FACE_BOX``). Images are float32 in [-1, 1], resized to ``resolution`` if
+    the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
     With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
     ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
     the VAE).
@@ -70,7 +75,8 @@ class PreprocessedClips(StreamingDataset):
             reference, target = rng.choice(length, 2, replace=False)
             frames = self._decode(item, [reference, target])
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
-                      "mask": self._mask(item["boxes"][target:target + 1])}
+                      "mask": self._mask(item["boxes"][target:target + 1]),
+                      "lip_mask": self._lip_mask(item["boxes"][target:target + 1])}
             return {**sample, **self._latents(item, reference, [], [target])}
         n, f = self.motion_frames, self.num_frames
         start = int(rng.integers(0, length - n - f + 1))
@@ -87,6 +93,7 @@ class PreprocessedClips(StreamingDataset):
             "frames": _images(frames[1 + n:]),
             "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
             "mask": self._mask(item["boxes"][target]),
+            "lip_mask": self._lip_mask(item["boxes"][target]),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
         }
@@ -111,8 +118,18 @@ class PreprocessedClips(StreamingDataset):
         return np.stack(frames)
 
     def _mask(self, boxes: np.ndarray) -> torch.Tensor:
-        scaled = boxes * (self.resolution / self.metadata["resolution"])
-        return torch.from_numpy(boxes_to_mask(scaled, self.resolution))[None]
+        return torch.from_numpy(boxes_to_mask(self._scaled(boxes), self.resolution))[None]
+
+    def _lip_mask(self, boxes: np.ndarray) -> torch.Tensor:
+        """(1, F, H, W): each frame's mouth region, placed in its face box (no landmarks are stored)."""
+        x0, y0, x1, y1 = self._scaled(boxes).T
+        fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
+        width, height = x1 - x0, y1 - y0
+        mouths = np.stack([x0 + fx0 * width, y0 + fy0 * height, x0 + fx1 * width, y0 + fy1 * height], -1)
+        return torch.from_numpy(np.stack([boxes_to_mask(box[None], self.resolution) for box in mouths]))[None]
+
+    def _scaled(self, boxes: np.ndarray) -> np.ndarray:
+        return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
 
 
 def split_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
