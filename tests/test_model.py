@@ -103,17 +103,22 @@ def test_stage1_does_not_run_temporal_or_audio_layers():
     assert calls == []
 
 
-def test_audio_changes_the_prediction_and_dropout_removes_it():
+def conditioned_module(*overrides: str):
+    """A tiny module whose zero-initialised paths got some weight (so that the conditions matter), a stage-3
+    batch, its conditions, noisy latents and timesteps."""
     torch.manual_seed(0)
-    module = tiny_module()
-    # give the zero-initialised paths some weight so that the conditions matter
+    module = tiny_module(*overrides)
     with torch.no_grad():
         for p in module.model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
     batch = tiny_batch(stage=3)
     conditions = module.conditions(batch, training=False)
     noisy = torch.randn_like(module._encode_video(batch["frames"]))
-    t = torch.tensor([500, 500])
+    return module, batch, conditions, noisy, torch.tensor([500, 500])
+
+
+def test_audio_changes_the_prediction_and_dropout_removes_it():
+    module, batch, conditions, noisy, t = conditioned_module()
     with torch.no_grad():
         base = module.model.denoise(noisy, t, conditions)
         conditions.audio = conditions.audio.flip(0)
@@ -127,16 +132,8 @@ def test_audio_changes_the_prediction_and_dropout_removes_it():
 def test_audio_attention_tells_the_window_slots_apart():
     """Attention is blind to the order of its keys: only the audio positions let a frame tell its own audio
     from its neighbours'. Without them, reordering each frame's window changes nothing."""
-    torch.manual_seed(0)
-    module = tiny_module("model.audio_encoder.window=2")
+    module, batch, conditions, noisy, t = conditioned_module("model.audio_encoder.window=2")
     assert module.model.audio_positions.shape == (5, module.model.backbone.config.cross_attention_dim)
-    with torch.no_grad():
-        for p in module.model.parameters():
-            p.add_(torch.randn_like(p) * 0.01)
-    batch = tiny_batch(stage=3)
-    conditions = module.conditions(batch, training=False)
-    noisy = torch.randn_like(module._encode_video(batch["frames"]))
-    t = torch.tensor([500, 500])
 
     def reorder_changes_output() -> bool:
         with torch.no_grad():
