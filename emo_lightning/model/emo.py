@@ -67,7 +67,7 @@ class EMO(nn.Module):
         self.audio_encoder = _build("audio_encoder", audio_encoder, "audio_encoder", output_dim=cross_dim)
         # attention is blind to the order of its keys: without a position per window slot the audio-attention
         # cannot tell a frame's own audio from its ±window neighbours', and the mouth follows only their average
-        # (issue 5: held-out sync 0.58 without, 0.84 with). Unit scale, as the encoders' LayerNorm'd tokens.
+        # (issue 5: held-out sync 0.58 without, 0.81 with). Unit scale, as the encoders' LayerNorm'd tokens.
         window = self.audio_encoder.window
         self.audio_positions = nn.Parameter(torch.randn(2 * window + 1, cross_dim)) if window else None
         self.face_locator = _build("face_locator", face_locator, "face_locator",
