@@ -131,7 +131,7 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, elem_id="steps",
                                       label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
                     sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
-                    # up to 20: an under-trained model needs strong audio guidance (the tiny config's is 15)
+                    # up to 20: an under-trained model can need strong audio guidance (issue 5 measured up to 20)
                     guidance_reference = gr.Slider(0, 20, value=defaults["guidance_reference"], step=0.1,
                                                    label="Reference guidance")
                     guidance_audio = gr.Slider(0, 20, value=defaults["guidance_audio"], step=0.1,

@@ -19,7 +19,7 @@ from conftest import tiny_batch, tiny_config, tiny_module
 from skimage.data import astronaut
 
 from emo_lightning import registry
-from emo_lightning.data.preprocessed import MOUTH_IN_FACE_BOX, PreprocessedDataModule, split_identities
+from emo_lightning.data.preprocessed import PreprocessedDataModule, mouth_boxes, split_identities
 from emo_lightning.media import Mp4Writer, load_audio, read_video
 from emo_lightning.preprocess import NoFaceError, Settings, crop_portrait
 from emo_lightning.preprocess.runner import run
@@ -137,19 +137,16 @@ def test_face_box_lands_on_the_face(hdtf):
 
 
 def test_lip_region_holds_the_mouth_and_not_the_eyes(hdtf):
-    """The lip mask of preprocessed data is MOUTH_IN_FACE_BOX of each stored face box: on the HDTF clip it holds
+    """The lip mask of preprocessed data is the mouth region of each stored face box: on the HDTF clip it holds
     the mouth measured by eye, and neither eye."""
-    boxes = _source_boxes(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4"))
-    fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
+    regions = mouth_boxes(_source_boxes(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4")))
     for frame, (eye_l, eye_r, mouth) in HDTF_LANDMARKS.items():
-        x0, y0, x1, y1 = boxes[frame]
-        w, h = x1 - x0, y1 - y0
-        region = (x0 + fx0 * w, y0 + fy0 * h, x0 + fx1 * w, y0 + fy1 * h)
+        region = regions[frame]
         assert _inside(mouth, region), f"frame {frame}: mouth {mouth} outside the lip region {np.round(region)}"
         assert not _inside(eye_l, region) and not _inside(eye_r, region), f"frame {frame}: an eye in the lip region"
 
 
-def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+def _inside(point: tuple[float, float], box: np.ndarray) -> bool:
     return box[0] < point[0] < box[2] and box[1] < point[1] < box[3]
 
 

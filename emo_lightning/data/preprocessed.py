@@ -31,6 +31,14 @@ from emo_lightning.data.synthetic import boxes_to_mask
 MOUTH_IN_FACE_BOX = (0.2, 0.55, 0.8, 1.0)
 
 
+def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:
+    """Face boxes (F, 4) x0, y0, x1, y1 → the mouth region of each (F, 4), by ``MOUTH_IN_FACE_BOX``."""
+    x0, y0, x1, y1 = np.asarray(face_boxes, np.float32).T
+    fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
+    width, height = x1 - x0, y1 - y0
+    return np.stack([x0 + fx0 * width, y0 + fy0 * height, x0 + fx1 * width, y0 + fy1 * height], -1)
+
+
 def _images(frames: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) → float32 in [-1, 1], channels first: (3, H, W) or (3, F, H, W)."""
     images = torch.from_numpy(frames).float() / 127.5 - 1
@@ -122,10 +130,7 @@ class PreprocessedClips(StreamingDataset):
 
     def _lip_mask(self, boxes: np.ndarray) -> torch.Tensor:
         """(1, F, H, W): each frame's mouth region, placed in its face box (no landmarks are stored)."""
-        x0, y0, x1, y1 = self._scaled(boxes).T
-        fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
-        width, height = x1 - x0, y1 - y0
-        mouths = np.stack([x0 + fx0 * width, y0 + fy0 * height, x0 + fx1 * width, y0 + fy1 * height], -1)
+        mouths = mouth_boxes(self._scaled(boxes))
         return torch.from_numpy(np.stack([boxes_to_mask(box[None], self.resolution) for box in mouths]))[None]
 
     def _scaled(self, boxes: np.ndarray) -> np.ndarray:
