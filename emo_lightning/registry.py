@@ -41,6 +41,8 @@ KINDS: dict[str, str] = {
     "scheduler": "diffusion noise scheduler",
     "face_detector": "RGB image -> face boxes with scores (preprocessing, portrait crops)",
     "pose_estimator": "video frames + face boxes -> head rotation speed per frame (preprocessing)",
+    "landmarks": "RGB image (+ face box) -> facial landmark points, with named regions (lips, eyes)",
+    "face_embedder": "RGB image (+ face box) -> identity embedding (F-SIM, drift)",
 }
 
 

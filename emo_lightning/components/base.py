@@ -208,6 +208,62 @@ class PoseEstimator(ABC):
             raise PluginContractError(f"speed(3 frames) returned {out}, expected finite values >= 0")
 
 
+class FaceLandmarks(ABC):
+    """Facial landmark points in one image (preprocessing lip masks, landmark sync, LMD, E-FID; not an nn.Module).
+
+    ``detect(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (num_points, 2)``: x, y in
+    pixels of ``image``, for the face in ``box`` (the most prominent face when ``box`` is None); every value is NaN
+    when no face is found. ``regions`` names index arrays into the points; every model provides at least
+    ``lips_outer`` and ``lips_inner`` (each an ordered closed contour, so that it can be filled as a polygon) and
+    ``left_eye`` / ``right_eye`` (the subject's own left / right).
+    """
+
+    num_points: int
+    regions: dict[str, np.ndarray]
+    REQUIRED_REGIONS = ("lips_outer", "lips_inner", "left_eye", "right_eye")
+
+    @abstractmethod
+    def detect(self, image: np.ndarray, box: np.ndarray | None = None) -> np.ndarray: ...
+
+    def detect_video(self, frames: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
+        """Landmarks of every frame: (F, num_points, 2). Models that track across frames override this."""
+        return np.stack([self.detect(frame, None if boxes is None else boxes[i]) for i, frame in enumerate(frames)])
+
+    @classmethod
+    def check_contract(cls, component: FaceLandmarks) -> None:
+        missing = [r for r in cls.REQUIRED_REGIONS if r not in getattr(component, "regions", {})]
+        if missing:
+            raise PluginContractError(f"regions lack {missing} (required: {list(cls.REQUIRED_REGIONS)})")
+        bad = [r for r, idx in component.regions.items()
+               if not (len(idx) and np.all((np.asarray(idx) >= 0) & (np.asarray(idx) < component.num_points)))]
+        if bad:
+            raise PluginContractError(f"regions {bad} are empty or index outside 0..{component.num_points - 1}")
+        out = component.detect(np.full((64, 48, 3), 128, np.uint8))
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.num_points, 2):
+            raise PluginContractError(f"detect(64x48 image) returned {_describe(out)}, "
+                                      f"expected float32 ({component.num_points}, 2)")
+
+
+class FaceEmbedder(ABC):
+    """Identity embedding of the face in one image (F-SIM, identity drift; not an nn.Module).
+
+    ``embed(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (dim,)``, L2-normalised, so
+    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found.
+    """
+
+    dim: int
+
+    @abstractmethod
+    def embed(self, image: np.ndarray, box: np.ndarray | None = None) -> np.ndarray: ...
+
+    @classmethod
+    def check_contract(cls, component: FaceEmbedder) -> None:
+        out = component.embed(np.full((64, 48, 3), 128, np.uint8), np.array([4, 4, 44, 60], np.float32))
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.dim,):
+            raise PluginContractError(f"embed(64x48 image) returned {_describe(out)}, "
+                                      f"expected float32 ({component.dim},)")
+
+
 def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"{value.dtype} {value.shape}"
@@ -242,4 +298,6 @@ INTERFACES: dict[str, type | _DiffusersContract] = {
     "speed_encoder": SpeedEncoder,
     "face_detector": FaceDetector,
     "pose_estimator": PoseEstimator,
+    "landmarks": FaceLandmarks,
+    "face_embedder": FaceEmbedder,
 }
