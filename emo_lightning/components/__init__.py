@@ -4,10 +4,13 @@ from emo_lightning.components import (  # noqa: F401
     audio_encoder,
     face_detector,
     face_locator,
+    frame_features,
     pose_estimator,
     scheduler,
     speed_encoder,
+    sync_model,
     temporal_block,
     unet,
     vae,
+    video_features,
 )
