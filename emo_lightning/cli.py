@@ -19,7 +19,8 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
-USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrides ...] | emo <subcommand> --config FILE
+USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate} [overrides ...]
+       emo <subcommand> --config FILE
        emo plugins
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
@@ -28,6 +29,8 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrid
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt jobs=jobs.csv   one video per row (image,audio,output)
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
+  emo evaluate videos=out/ [reference=portraits/] [ground_truth=real/] output=scores
+                                                       score videos: metrics.json, metrics.md, per_video.csv
   emo plugins                                          list every registered component
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
         [image_steps=N video_steps=N]                  sync.png (other arguments: overrides of both phases)
@@ -134,6 +137,12 @@ def main(argv: list[str] | None = None) -> None:
 
             manifest = preprocess(compose_config("preprocess", rest))
             print(json.dumps(manifest["summary"]))
+        elif command == "evaluate":
+            from emo_lightning.evaluation.evaluate import evaluate
+            from emo_lightning.evaluation.report import markdown_table
+
+            cfg = compose_config("evaluate", rest)
+            print(markdown_table(evaluate(cfg)) + f"\nwrote {cfg['output']}/metrics.json, metrics.md, per_video.csv")
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):
