@@ -31,6 +31,8 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate}
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
   emo evaluate videos=out/ [reference=portraits/] [ground_truth=real/] output=scores
                                                        score videos: metrics.json, metrics.md, per_video.csv
+  emo test ckpt_path=… data=preprocessed data.path=…   generate the held-out items and score them the same way
+        [evaluate.frame_features=random_conv …]        (into <trainer.default_root_dir>/test_evaluation)
   emo plugins                                          list every registered component
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
         [image_steps=N video_steps=N]                  sync.png (other arguments: overrides of both phases)
@@ -69,6 +71,25 @@ def fit_config(overrides: list[str]) -> dict[str, Any]:
     if cfg.get("ckpt_path"):
         hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters") or {}
         check_architecture(hparams, cfg["model"], cfg["ckpt_path"])
+    return cfg
+
+
+EVALUATE_PREFIX = "evaluate."
+EVALUATED_KINDS = ("face_detector", "landmarks", "face_embedder", "frame_features", "video_features", "sync_model")
+
+
+def test_config(overrides: list[str]) -> dict[str, Any]:
+    """``emo test``: the fit config plus the held-out evaluation callback, whose components are those of
+    ``conf/evaluate.yaml``, changed with ``evaluate.<key>=…`` overrides (``evaluate.frame_features=random_conv``)."""
+    own = [o[len(EVALUATE_PREFIX):] for o in overrides if o.startswith(EVALUATE_PREFIX)]
+    cfg = fit_config([o for o in overrides if not o.startswith(EVALUATE_PREFIX)])
+    output = str(Path(cfg["trainer"].get("default_root_dir") or ".") / "test_evaluation")
+    evaluation = compose_config("evaluate", ["videos=none", f"output={output}", *own])
+    callback = {"class_path": "emo_lightning.evaluation.test_callback.HeldOutEvaluation",
+                "init_args": {"output": evaluation["output"], "options": evaluation["options"],
+                              "components": {kind: evaluation.get(kind) for kind in EVALUATED_KINDS},
+                              "steps": evaluation.get("steps"), "seed": cfg.get("seed_everything") or 0}}
+    cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), callback]
     return cfg
 
 
@@ -148,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         elif any(arg.startswith("-") for arg in rest):
             run_lightning_cli([command, *rest])
         else:
-            cfg = predict_config(rest) if command == "predict" else fit_config(rest)
+            configs = {"predict": predict_config, "test": test_config}
+            cfg = configs.get(command, fit_config)(rest)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
                 from emo_lightning.data.predict import report_jobs
