@@ -3,8 +3,10 @@
 from emo_lightning.components import (  # noqa: F401
     audio_encoder,
     face_detector,
+    face_embedder,
     face_locator,
     frame_features,
+    landmarks,
     pose_estimator,
     scheduler,
     speed_encoder,

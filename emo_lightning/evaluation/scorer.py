@@ -64,8 +64,8 @@ class Video:
 
 def _build(spec: dict[str, Any] | None, kind: str) -> tuple[Any, str | None]:
     """(component, None), or (None, why not)."""
-    if not spec or not spec.get("name"):
-        return None, f"no {kind} chosen"
+    if not spec or spec.get("name") in (None, "none"):
+        return None, f"no {kind} chosen ({kind}=none)"
     spec = dict(spec)
     name = spec.pop("name")
     try:
