@@ -88,7 +88,8 @@ def test_config(overrides: list[str]) -> dict[str, Any]:
     callback = {"class_path": "emo_lightning.evaluation.test_callback.HeldOutEvaluation",
                 "init_args": {"output": evaluation["output"], "options": evaluation["options"],
                               "components": {kind: evaluation.get(kind) for kind in EVALUATED_KINDS},
-                              "steps": evaluation.get("steps"), "seed": cfg.get("seed_everything") or 0}}
+                              "steps": evaluation.get("steps"), "max_items": evaluation.get("max_items"),
+                              "seed": cfg.get("seed_everything") or 0}}
     cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), callback]
     return cfg
 

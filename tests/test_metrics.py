@@ -156,3 +156,19 @@ def test_tiny_syncnet_scores_a_clip_end_to_end():
     scores = offset_search(model.embed_video(crops), model.embed_audio(torch.randn(40 * 640) * 0.1, 40), 15)
     assert set(scores) == {"sync_c", "sync_d", "sync_offset"} and all(np.isfinite(list(scores.values())))
     assert -15 <= scores["sync_offset"] <= 15
+
+
+def test_syncnet_weights_load_from_a_state_dict_file(tmp_path):
+    """A file in the public syncnet_v2.model layout (a state dict of netcnnaud/netfcaud/netcnnlip/netfclip) loads
+    with weights_only=True; a file of another network is a clear error."""
+    torch.manual_seed(0)
+    source = registry.build("sync_model", "syncnet_v2", path=None, width=16, dim=16)
+    torch.save(source.state_dict(), tmp_path / "syncnet.model")
+    loaded = registry.build("sync_model", "syncnet_v2", path=str(tmp_path / "syncnet.model"), width=16, dim=16)
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values(),
+                                                 strict=True))
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.model")
+    with pytest.raises(ValueError, match="not a syncnet_v2 state dict"):
+        registry.build("sync_model", "syncnet_v2", path=str(tmp_path / "other.model"), width=16, dim=16)
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        registry.build("sync_model", "syncnet_v2", path=str(tmp_path / "absent.model"))

@@ -253,6 +253,8 @@ class VideoScorer:
         return results
 
     def _set_value(self, name: str) -> float | str:
+        if self.set_metrics[name].update_count == 0:
+            return "skipped: no video gave a value (see the per-video notes)"
         try:
             value = self.set_metrics[name].compute()
         except (RuntimeError, ValueError) as err:

@@ -33,12 +33,13 @@ class HeldOutEvaluation(pl.Callback):
         options: :class:`VideoScorer` options.
         steps: denoising steps (default: the model's).
         seed: generation seed.
+        max_items: generate and score at most this many items per process (None: all).
     """
 
     def __init__(self, output: str, components: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                 steps: int | None = None, seed: int = 0):
+                 steps: int | None = None, seed: int = 0, max_items: int | None = None):
         self.output, self.components, self.options = Path(output), components or {}, options or {}
-        self.steps, self.seed = steps, seed
+        self.steps, self.seed, self.max_items = steps, seed, max_items
         self.scorer: VideoScorer | None = None
         self.names: list[str] = []
 
@@ -51,7 +52,12 @@ class HeldOutEvaluation(pl.Callback):
             rank_zero_warn("emo test: the test items have no audio (a stage-1 model): nothing to generate or score")
             return
         rate = pl_module.model.audio_encoder.sample_rate
-        for b in tqdm(range(batch["frames"].shape[0]), desc=f"emo test: generating batch {batch_idx}", leave=False,
+        count = batch["frames"].shape[0]
+        if self.max_items is not None:
+            count = min(count, self.max_items - len(self.names))
+        if count <= 0:
+            return
+        for b in tqdm(range(count), desc=f"emo test: generating batch {batch_idx}", leave=False,
                       disable=trainer.global_rank != 0):
             name = f"rank{trainer.global_rank}_batch{batch_idx}_item{b}"
             path = self.output / "videos" / f"{name}.mp4"
