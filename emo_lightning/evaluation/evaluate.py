@@ -66,7 +66,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     paths = list_videos(cfg["videos"])
     scorer = VideoScorer({kind: cfg.get(kind) for kind in ("face_detector", "landmarks", "face_embedder",
                                                            "frame_features", "video_features", "sync_model")},
-                         **cfg.get("options", {}))
+                         **cfg.get("options", {}), device=cfg.get("device", "cpu"))
     with_audio = False
     for path in tqdm(paths, desc="emo evaluate", unit="video"):
         video = load(path, cfg.get("reference"), cfg.get("ground_truth"), cfg.get("sample_rate", 16000))

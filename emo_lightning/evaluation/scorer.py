@@ -78,11 +78,14 @@ class VideoScorer:
     """Builds the components named in ``components`` (kind → spec with ``name``) and scores :class:`Video`s.
 
     ``identity_stride``: embed every n-th frame for F-SIM and drift; ``fvd_frames``: FVD clip length;
-    ``drift_seconds``: drift window; ``max_offset``: the sync offset search, in frames.
+    ``drift_seconds``: drift window; ``max_offset``: the sync offset search, in frames; ``device``: where the
+    feature networks and the metrics' states live.
     """
 
     def __init__(self, components: dict[str, dict[str, Any] | None], identity_stride: int = 5,
-                 fvd_frames: int = 16, drift_seconds: float = 5.0, max_offset: int = 15):
+                 fvd_frames: int = 16, drift_seconds: float = 5.0, max_offset: int = 15,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
         self.identity_stride, self.fvd_frames = identity_stride, fvd_frames
         self.drift_seconds, self.max_offset = drift_seconds, max_offset
         self.components: dict[str, Any] = {}
@@ -105,6 +108,10 @@ class VideoScorer:
             landmarks = self.components["landmarks"]
             size = sum(len(landmarks.regions[r]) for r in EXPRESSION_REGIONS)
             self.set_metrics["efid"] = FrechetDistance(2 * size)
+        if "sync_model" in self.components:
+            self.components["sync_model"].to(self.device)
+        for metric in (self.scores, *self.set_metrics.values()):
+            metric.to(self.device)
         self.skipped: dict[str, str] = {"lpips": LPIPS_SKIPPED}
         self.notes: list[str] = []
 
@@ -195,10 +202,10 @@ class VideoScorer:
         count = min(len(video.frames), len(video.ground_truth))
         generated = video.frames[:count]
         truth = _resize_frames(video.ground_truth[:count], generated.shape[1:3])
-        fake, real = _chw(generated), _chw(truth)
+        fake, real = _chw(generated).to(self.device), _chw(truth).to(self.device)
         values = {}
-        for name, metric in (("ssim", StructuralSimilarityIndexMeasure(data_range=1.0)),
-                             ("psnr", PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)))):
+        for name, metric in (("ssim", StructuralSimilarityIndexMeasure(data_range=1.0).to(self.device)),
+                             ("psnr", PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)).to(self.device))):
             for lo in range(0, count, 32):
                 metric.update(fake[lo : lo + 32].float() / 255, real[lo : lo + 32].float() / 255)
             values[name] = float(metric.compute())

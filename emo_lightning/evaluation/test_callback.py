@@ -44,7 +44,7 @@ class HeldOutEvaluation(pl.Callback):
         self.names: list[str] = []
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.scorer, self.names = VideoScorer(self.components, **self.options), []
+        self.scorer, self.names = VideoScorer(self.components, **self.options, device=pl_module.device), []
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
