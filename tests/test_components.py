@@ -74,7 +74,8 @@ def ids(entries: list[registry.Entry]) -> list[str]:
     return [f"{e.kind}-{e.name}" for e in entries]
 
 
-PREPROCESSING_KINDS = ("face_detector", "pose_estimator", "landmarks", "face_embedder")  # plain ABCs over numpy images, not nn.Modules
+# plain ABCs over numpy images, not nn.Modules
+PREPROCESSING_KINDS = ("face_detector", "pose_estimator", "landmarks", "face_embedder")
 MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler" and e.kind not in PREPROCESSING_KINDS]
 
 
