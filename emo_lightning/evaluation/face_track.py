@@ -7,21 +7,19 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import median_filter
 
+from emo_lightning.components.base import FaceDetector
+from emo_lightning.preprocess.faces import face_track
 
-def track_faces(detector: object, frames: np.ndarray, min_found: float = 0.5) -> np.ndarray:
-    """(F, 4) boxes x0, y0, x1, y1: each frame's largest detected face, gaps filled from the nearest frame with a
-    face, smoothed by a 5-frame median. Raises ValueError when faces are found in under ``min_found`` of frames."""
-    boxes = np.full((len(frames), 4), np.nan)
-    for i, frame in enumerate(frames):
-        faces = detector.detect(frame)
-        if len(faces):
-            areas = (faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])
-            boxes[i] = faces[int(areas.argmax()), :4]
-    found = np.flatnonzero(np.isfinite(boxes[:, 0]))
-    if len(found) < max(1, min_found * len(frames)):
-        raise ValueError(f"a face was found in only {len(found)} of {len(frames)} frames")
-    nearest = found[np.abs(np.arange(len(frames))[:, None] - found[None]).argmin(1)]
-    return median_filter(boxes[nearest], size=(5, 1), mode="nearest")
+
+def track_faces(detector: FaceDetector, frames: np.ndarray, min_found: float = 0.5, min_face: float = 0.08
+                ) -> np.ndarray:
+    """(F, 4) boxes x0, y0, x1, y1 by preprocessing's rule (:func:`~emo_lightning.preprocess.faces.face_track`: the
+    largest face per frame, gaps filled from the nearest frame with one), smoothed by a 5-frame median. Raises
+    ValueError when faces are found in under ``min_found`` of the frames."""
+    boxes, found = face_track(frames, detector, min_face)
+    if found.sum() < max(1, min_found * len(frames)):
+        raise ValueError(f"a face was found in only {found.sum()} of {len(frames)} frames")
+    return median_filter(boxes.astype(np.float64), size=(5, 1), mode="nearest")
 
 
 def sync_crops(frames: np.ndarray, boxes: np.ndarray, size: int, scale: float = 0.4) -> torch.Tensor:
