@@ -29,8 +29,14 @@ DERIVED = {
 ENTRIES = registry.entries()
 
 
-def build(entry: registry.Entry) -> object:
-    return registry.build(entry.kind, entry.name, **entry.tiny_config(), **DERIVED.get(entry.kind, {}))
+def build(entry: registry.Entry, config: dict | None = None) -> object:
+    """The component built from ``config`` (default: its tiny config); skips where its weights are absent."""
+    if config is None:
+        config = {**entry.tiny_config(), **DERIVED.get(entry.kind, {})}
+    try:
+        return registry.build(entry.kind, entry.name, **config)
+    except (FileNotFoundError, ImportError) as err:  # pretrained weights (or their package) absent here
+        pytest.skip(f"{entry.kind} {entry.name} cannot be built here: {err}")
 
 
 def outputs(entry: registry.Entry, component: object) -> list[torch.Tensor]:
@@ -52,6 +58,14 @@ def outputs(entry: registry.Entry, component: object) -> list[torch.Tensor]:
         cfg = component.config
         sample = torch.randn(2, cfg.in_channels, 8, 8)
         return [component(sample, torch.tensor([1, 500]), torch.randn(2, 3, cfg.cross_attention_dim)).sample]
+    if kind == "frame_features":
+        return [component(torch.randint(0, 256, (2, 3, 24, 32), dtype=torch.uint8))]
+    if kind == "video_features":
+        return [component(torch.randint(0, 256, (2, 3, max(component.min_frames, 4), 24, 32), dtype=torch.uint8))]
+    if kind == "sync_model":
+        size, frames = component.crop_size, component.window + 2
+        crops = torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8)
+        return [component.embed_video(crops), component.embed_audio(torch.randn(16000) * 0.1, frames)]
     raise AssertionError(kind)
 
 
@@ -70,6 +84,10 @@ def expected_shapes(entry: registry.Entry, component: object) -> list[tuple[int,
         return [(1, component.latent_channels, 16 // f, 16 // f), (1, 3, 16, 16)]
     if kind == "unet":
         return [(2, component.config.in_channels, 8, 8)]
+    if kind in ("frame_features", "video_features"):
+        return [(2, component.num_features)]
+    if kind == "sync_model":
+        return [(3, component.dim)] * 2
     raise AssertionError(kind)
 
 
@@ -120,9 +138,9 @@ def test_config_round_trip(entry):
     restored = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.create(config))))
     assert restored == config
     torch.manual_seed(1)
-    first = registry.build(entry.kind, entry.name, **config).state_dict()
+    first = build(entry, config).state_dict()
     torch.manual_seed(1)
-    second = registry.build(entry.kind, entry.name, **restored).state_dict()
+    second = build(entry, restored).state_dict()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
@@ -158,10 +176,7 @@ NO_FACE = np.full((240, 320, 3), 90, np.uint8)
 
 
 def build_or_skip(entry: registry.Entry) -> object:
-    try:
-        component = build(entry)
-    except (FileNotFoundError, ImportError) as err:  # pretrained models (or their package) absent here
-        pytest.skip(f"{entry.kind} {entry.name} cannot be built here: {err}")
+    component = build(entry)  # skips where pretrained models (or their package) are absent
     assert isinstance(component, INTERFACES[entry.kind])
     return component
 
