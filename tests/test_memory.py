@@ -1,0 +1,110 @@
+"""Memory options: gradient checkpointing, bf16-mixed training on the CPU, audio features cached by preprocessing."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from conftest import tiny_batch, tiny_module
+
+from emo_lightning.data import SyntheticDataModule
+from emo_lightning.model.attention import CaptureReferenceProcessor
+from emo_lightning.model.state import UNetState
+
+STAGES = {1: ("model.stage=1", "model.trainable=null"), 3: ("model.stage=3", "model.trainable=null")}
+
+
+def _randomise_zero_parameters(module) -> None:
+    """Zero-initialised output layers (identity at start) would give every layer before them a zero gradient."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.abs().sum() == 0:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+
+
+def _gradients(module, batch: dict, checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    module.model.set_gradient_checkpointing(checkpointing)
+    module.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    loss = module.diffusion_loss(batch, training=True)
+    loss.backward()
+    # the ReferenceNet's last up block feeds nothing the backbone reads: no gradient there, with or without
+    return loss.detach(), {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def _count_calls(modules) -> list[int]:
+    counts = [0]
+
+    def count(*_):
+        counts[0] += 1
+
+    for m in modules:
+        m.register_forward_pre_hook(count)
+    return counts
+
+
+@pytest.mark.parametrize("stage", [1, 3])
+def test_gradient_checkpointing_leaves_gradients_unchanged(stage, monkeypatch):
+    torch.manual_seed(0)
+    module = tiny_module(*STAGES[stage])
+    _randomise_zero_parameters(module)
+    batch = tiny_batch(stage=stage, batch_size=1, num_frames=4)
+    model = module.model
+    blocks = _count_calls([model.backbone.down_blocks[0].attentions[0].transformer_blocks[0],
+                           *model.temporal_blocks.values()])
+    captures = []
+    original = CaptureReferenceProcessor.__call__
+
+    def capture_spy(self, attn, hidden_states, *args, **kwargs):
+        captures.append(self.state.capture)
+        return original(self, attn, hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(CaptureReferenceProcessor, "__call__", capture_spy)
+
+    loss, plain = _gradients(module, batch, checkpointing=False)
+    plain_calls, plain_captures = blocks[0], list(captures)
+    blocks[0], captures[:] = 0, []
+    loss_ckpt, checkpointed = _gradients(module, batch, checkpointing=True)
+
+    assert torch.equal(loss, loss_ckpt)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 0
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert sum(g.abs().sum() for g in plain.values()) > 0
+    # recomputation really happened (blocks ran again in the backward pass) and replayed the state without capturing
+    assert blocks[0] > plain_calls
+    assert captures.count("reference") == plain_captures.count("reference") > 0
+    if stage == 1:  # the ReferenceNet trains: its blocks are recomputed too (in stage 3 nothing flows back to it)
+        assert captures.count(None) > plain_captures.count(None) == 0
+    state = {k: v for k, v in vars(model.state).items() if k not in ("captured", "gradient_checkpointing")}
+    assert state == {k: v for k, v in vars(UNetState()).items() if k not in ("captured", "gradient_checkpointing")}
+
+
+def test_gradient_checkpointing_from_the_config_and_in_a_deep_copy():
+    """`model.gradient_checkpointing=true` switches it on everywhere; a deep copy (EMA) checkpoints with its state."""
+    import copy
+
+    module = tiny_module("model.gradient_checkpointing=true")
+    model = module.model
+    assert model.state.gradient_checkpointing
+    assert model.backbone.is_gradient_checkpointing and model.reference_net.is_gradient_checkpointing
+    twin = copy.deepcopy(model)
+    funcs = [m._gradient_checkpointing_func for m in twin.backbone.modules() if hasattr(m, "gradient_checkpointing")]
+    assert funcs and all(f.state is twin.state for f in funcs)
+
+
+def test_bf16_mixed_trains_on_the_cpu(tmp_path):
+    """`trainer.precision=bf16-mixed` on the CPU: the UNet runs in bf16, the loss stays finite, weights change."""
+    module = tiny_module("model/audio_encoder=wav2vec2_tiny", "model.gradient_checkpointing=true")
+    dtypes = []
+    module.model.backbone.register_forward_hook(lambda m, a, out: dtypes.append(out.sample.dtype))
+    before = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+    trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, gradient_clip_val=1.0, default_root_dir=tmp_path)
+    trainer.fit(module, SyntheticDataModule(stage=3, batch_size=1, num_frames=4, train_samples=2, val_samples=1))
+    assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in module.parameters())  # master weights stay fp32
+    assert any(not torch.equal(before[n], p) for n, p in module.named_parameters() if n in before)
