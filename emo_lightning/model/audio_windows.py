@@ -17,21 +17,23 @@ from emo_lightning.components.base import AudioEncoder
 
 
 def encode_audio(encoder: AudioEncoder, waveform: Tensor, num_frames: int, window_s: float = 10.0,
-                 context_s: float = 2.0) -> Tensor:
-    """``encoder(waveform, num_frames)``, ``(B, S) -> (B, F, 2m+1, D)``, in windows of ``window_s`` seconds.
+                 context_s: float = 2.0, features: bool = False) -> Tensor:
+    """``encoder(waveform, num_frames)``, ``(B, S) -> (B, F, 2m+1, D)``, in windows of ``window_s`` seconds;
+    with ``features``, the encoder's frozen part ``encoder.features(waveform, num_frames)`` ``-> (B, F, D)``.
 
     Frame f covers samples [f·S/F, (f+1)·S/F) in every window, as the :class:`AudioEncoder` interface states.
     """
+    encode = encoder.features if features else encoder
     samples_per_frame = waveform.shape[-1] / num_frames
     frames_per_second = encoder.sample_rate / samples_per_frame
     window = max(1, round(window_s * frames_per_second))
     context = round(context_s * frames_per_second)
     if num_frames <= window + 2 * context:
-        return encoder(waveform, num_frames)
+        return encode(waveform, num_frames)
     pieces = []
     for start in range(0, num_frames, window):
         stop = min(start + window, num_frames)
         lo, hi = max(0, start - context), min(num_frames, stop + context)
         chunk = waveform[:, round(lo * samples_per_frame):round(hi * samples_per_frame)]
-        pieces.append(encoder(chunk, hi - lo)[:, start - lo:stop - lo])
+        pieces.append(encode(chunk, hi - lo)[:, start - lo:stop - lo])
     return torch.cat(pieces, dim=1)

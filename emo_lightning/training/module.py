@@ -137,6 +137,18 @@ class EMOLightningModule(pl.LightningModule):
         images = batch[key]
         return self.model.vae.encode(images) if images.ndim == 4 else self._encode_video(images)
 
+    def _audio_tokens(self, batch: dict[str, Tensor], num_frames: int) -> Tensor:
+        """Audio tokens of ``batch["audio"]``, or of ``batch["audio_features"]`` where the data cached the audio
+        encoder's frozen part (`emo preprocess cache_audio=…`): then only its trainable part runs here."""
+        encoder = self.model.audio_encoder
+        if "audio_features" not in batch:
+            return encoder(batch["audio"], num_frames)
+        if not encoder.caches_features:
+            raise ValueError(f"the batch holds cached audio features but this model's audio encoder "
+                             f"({type(encoder).__name__}) has no frozen feature part to replace: set "
+                             "data.use_audio_features=false")
+        return encoder.tokens(batch["audio_features"])
+
     def _keep(self, name: str, batch: int, training: bool) -> Tensor:
         """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
         p = self.dropout[name] if training else 0.0
@@ -156,7 +168,7 @@ class EMOLightningModule(pl.LightningModule):
                 motion_latents = self._latents(batch, "motion")
             keep_motion = self._keep("motion", b, training)[:, None, None, None, None]
             conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
-            audio = model.audio_encoder(batch["audio"], num_frames)
+            audio = self._audio_tokens(batch, num_frames)
             conditions.audio = audio * self._keep("audio", b, training)[:, None, None, None]
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])

@@ -36,8 +36,12 @@ TINY_WAV2VEC2 = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads
 class Wav2Vec2AudioEncoder(AudioEncoder):
     """Frozen wav2vec 2.0 → hidden states of ``layers`` concatenated → trainable MLP → ±window frames.
 
-    ``layers`` indexes ``hidden_states`` (0 is the CNN feature projection); ``None`` takes every layer.
+    ``layers`` indexes ``hidden_states`` (0 is the CNN feature projection); ``None`` takes every layer. The
+    concatenated states at the video frame rate are the ``features`` (cacheable when ``freeze``); the MLP and the
+    window are the ``tokens``.
     """
+
+    feature_arguments = ("pretrained", "config", "layers")
 
     def __init__(self, pretrained: str | None = None, config: dict[str, Any] | None = None,
                  layers: list[int] | None = None, output_dim: int = 768, window: int = 2,
@@ -55,6 +59,7 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
         if getattr(self.model, "masked_spec_embed", None) is not None:
             self.model.masked_spec_embed.requires_grad_(False)  # SpecAugment is off: never used
         self.frozen = freeze
+        self.feature_dim = in_dim if freeze else None  # a trained wav2vec2's features change: nothing to cache
         if freeze:
             self.model.requires_grad_(False)
             self.model.eval()
@@ -67,10 +72,12 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
             self.model.eval()  # frozen: keep dropout off during training
         return self
 
-    def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
+    def features(self, waveform: Tensor, num_frames: int) -> Tensor:
         wave = waveform.to(next(self.model.parameters()).dtype)
         wave = (wave - wave.mean(1, keepdim=True)) / (wave.std(1, keepdim=True) + 1e-5)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             states = self.model(wave, output_hidden_states=True).hidden_states
-        features = torch.cat([states[i] for i in self.layers], dim=-1).to(self.proj[0].weight.dtype)
-        return sliding_window(self.proj(resample_frames(features, num_frames)), self.window)
+        return resample_frames(torch.cat([states[i] for i in self.layers], dim=-1), num_frames)
+
+    def tokens(self, features: Tensor) -> Tensor:
+        return sliding_window(self.proj(features.to(self.proj[0].weight.dtype)), self.window)
