@@ -146,8 +146,8 @@ def _check_settings(output: Path, recorded: dict[str, Any]) -> None:
     path = output / "preprocess.json"
     if path.is_file():
         previous = json.loads(path.read_text())
-        if previous != recorded:
-            changed = sorted(k for k in recorded if previous.get(k) != recorded[k])
+        changed = sorted(k for k in recorded if previous.get(k) != recorded[k])  # a setting added later: None before
+        if changed:
             raise ValueError(f"{output} was preprocessed with other settings ({', '.join(changed)} differ): "
                              "use another output folder, or delete it to start over")
     write_json(path, recorded)
