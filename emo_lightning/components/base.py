@@ -55,9 +55,18 @@ class AudioEncoder(Component):
 
     ``forward(waveform (B, S) mono at sample_rate, num_frames F) -> (B, F, 2·window+1, output_dim)``.
     The frames evenly cover the waveform (frame f ↔ samples [f·S/F, (f+1)·S/F)).
+
+    Each encoder declares the rates it works at: ``sample_rate`` (Hz of the waveform it takes; data loaders and
+    ``emo predict`` resample audio to it) and ``feature_rate`` (its own features per second before they are
+    taken to the video frame rate; None when it has no such grid). ``window_seconds`` is set by encoders that
+    see audio in fixed windows from sample 0 (Whisper's 30 s); they also provide ``features(waveform) -> (B, T, D)``
+    at ``feature_rate`` and ``head(features, num_frames, num_samples)`` (forward = head ∘ features), so that long
+    audio is encoded one such window at a time (:mod:`emo_lightning.model.audio_windows`).
     """
 
     sample_rate: int = 16000
+    feature_rate: float | None = None
+    window_seconds: float | None = None
     output_dim: int
     window: int
 

@@ -24,6 +24,7 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
                       "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
+from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.data.synthetic import boxes_to_mask
 
 # Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
@@ -159,7 +160,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, path: str, stage: int = 2, resolution: int = 32, num_frames: int = 8, motion_frames: int = 4,
-                 fps: float = 25.0, sample_rate: int = 16000, batch_size: int = 4, num_workers: int = 0,
+                 fps: float = 25.0, sample_rate: int | None = None, batch_size: int = 4, num_workers: int = 0,
                  val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None,
                  use_latents: bool = True) -> None:
         super().__init__()
@@ -203,10 +204,11 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         train, val = self._clips(shuffle=True), self._clips(shuffle=False)
-        meta = train.metadata
-        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != hp.sample_rate:
+        meta, rate = train.metadata, audio_sample_rate(self, hp.sample_rate)
+        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != rate:
             raise ValueError(f"{hp.path} was preprocessed at {meta['fps']} fps / {meta['sample_rate']} Hz; the model "
-                             f"expects {hp.fps} fps / {hp.sample_rate} Hz: preprocess again with fps={hp.fps}")
+                             f"expects {hp.fps} fps / {rate} Hz: preprocess again with fps={hp.fps} "
+                             f"sample_rate={rate}")
         items = self._eligible(meta)
         if not items:
             raise ValueError(f"{hp.path} holds no segment usable for stage {hp.stage} (stages 2-3 need audio and "
