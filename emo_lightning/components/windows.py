@@ -7,21 +7,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def resample_frames(features: Tensor, num_frames: int) -> Tensor:
-    """Linearly resample ``(B, T, D)`` features along time to ``(B, num_frames, D)``."""
-    if features.shape[1] == num_frames:
-        return features
-    resampled = F.interpolate(features.transpose(1, 2), size=num_frames, mode="linear", align_corners=False)
-    return resampled.transpose(1, 2)
-
-
 def features_at_frames(features: Tensor, num_frames: int, num_samples: int, sample_rate: int,
                        feature_rate: float) -> Tensor:
     """``(B, T, D)`` features at ``feature_rate`` Hz → ``(B, num_frames, D)`` at the centres of the video frames
     that evenly cover ``num_samples`` samples, linearly interpolated by time (feature t is centred at
     ``(t + ½) / feature_rate`` s).
 
-    Unlike :func:`resample_frames` this depends on the clock, not on T: a chunk of audio that starts on a feature
+    This depends on the clock, not on T: a chunk of audio that starts on a feature
     boundary gives the same values as the whole waveform does for its frames.
     """
     seconds_per_frame = num_samples / sample_rate / num_frames
