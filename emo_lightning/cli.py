@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from emo_lightning.config import compose_config, to_lightning_cli
 
 USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrides ...] | emo <subcommand> --config FILE
-       emo plugins
+       emo plugins [check <kind>.<name>]
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
   emo fit experiment=tiny model/audio_encoder=mel      swap a component by its config group
@@ -29,6 +29,7 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrid
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt jobs=jobs.csv   one video per row (image,audio,output)
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
   emo plugins                                          list every registered component
+  emo plugins check audio_encoder.whisper              run one component's contract checks (plugin authors)
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
         [image_steps=N video_steps=N]                  sync.png (other arguments: overrides of both phases)
   emo fit --help                                       LightningCLI's full reference
@@ -78,7 +79,6 @@ def predict_config(overrides: list[str]) -> dict[str, Any]:
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
                                           "guidance_reference", "guidance_audio", "speed", "sampler", "fps")}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
-                sample_rate=hparams["audio_encoder"].get("sample_rate", 16000),
                 class_path="emo_lightning.data.PredictDataModule")
     return to_lightning_cli({**cfg, "model": hparams, "data": data})
 
@@ -101,6 +101,20 @@ def print_plugins() -> None:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {source:<{widths[2]}}  {status}")
 
 
+def check_plugin(args: list[str]) -> None:
+    """``emo plugins check <kind>.<name> [image=<photo>]``: one component's contract checks; exit 1 on a failure."""
+    from emo_lightning.contract import check_report
+
+    targets = [a for a in args if "=" not in a]
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    if len(targets) != 1 or set(options) - {"image"}:
+        raise SystemExit("usage: emo plugins check <kind>.<name> [image=<photo of one face>]")
+    ok, report = check_report(targets[0], options.get("image"))
+    print(report)
+    if not ok:
+        raise SystemExit(1)
+
+
 def _friendly_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -120,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     try:
-        if command == "plugins":
+        if command == "plugins" and rest[:1] == ["check"]:
+            check_plugin(rest[1:])
+        elif command == "plugins":
             print_plugins()
         elif command == "quickstart":
             from emo_lightning.quickstart import parse_arguments, quickstart

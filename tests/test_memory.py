@@ -120,9 +120,10 @@ def test_cached_audio_features_give_the_same_loss_as_the_waveform():
     module = tiny_module("model/audio_encoder=wav2vec2_tiny", "model.audio_encoder.freeze=true")
     encoder = module.model.audio_encoder
     batch = tiny_batch(stage=3, batch_size=1, num_frames=4)
+    trained = tiny_module("model/audio_encoder=wav2vec2_tiny").model.audio_encoder  # freeze: false
+    assert encoder.caches_features and not trained.caches_features
     with torch.no_grad():
-        features = encoder.features(batch["audio"], 4)
-    assert features.shape == (1, 4, encoder.feature_dim)
+        features = encoder.features(batch["audio"])
     torch.manual_seed(0)
     from_waveform = module.diffusion_loss(batch, training=True)
     calls = _wav2vec2_calls(module)
@@ -139,7 +140,9 @@ def test_cached_audio_features_give_the_same_loss_as_the_waveform():
 @pytest.fixture(scope="module")
 def cached_audio(sample, tmp_path_factory) -> dict:
     """2 s of the HDTF clip preprocessed with `cache_audio` of a wav2vec2 saved in a local folder (as a user's)."""
-    from emo_lightning.components.audio_encoder.wav2vec2 import TINY_WAV2VEC2, load_wav2vec2
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from emo_lightning.components.audio_encoder.wav2vec2 import TINY_WAV2VEC2
     from emo_lightning.media import Mp4Writer, load_audio, read_video
     from emo_lightning.preprocess import Settings
     from emo_lightning.preprocess.runner import run
@@ -149,7 +152,7 @@ def cached_audio(sample, tmp_path_factory) -> dict:
     with Mp4Writer(root / "videos" / "WDA_KatieHill_000.mp4", 25, 512, 512, audio=load_audio(source)[:32000]) as w:
         w.write(frames[:50])
     torch.manual_seed(0)
-    load_wav2vec2(None, TINY_WAV2VEC2).save_pretrained(root / "wav2vec2")
+    Wav2Vec2Model(Wav2Vec2Config(**TINY_WAV2VEC2)).save_pretrained(root / "wav2vec2")
     spec = {"name": "wav2vec2", "pretrained": str(root / "wav2vec2"), "layers": [1, 2]}
     settings = Settings(fps=25, resolution=32, segment_seconds=2.0, cache_audio=spec)
     run(root / "videos", root / "out", settings, {"name": "opencv_haar"}, {"name": "flow"}, progress=False)
@@ -176,9 +179,9 @@ def test_preprocess_caches_audio_features_and_training_uses_them(cached_audio, t
     spec = cached_audio["spec"]
     module = tiny_module(*_wav2vec2_from(spec["pretrained"], [1, 2]))
     item = StreamingDataset(str(cached_audio["output"] / "data"))[0]  # the stored segment
-    stored, frames = item["audio_features"], len(item["offsets"]) - 1
-    assert stored.dtype == np.float16 and stored.shape == (frames, module.model.audio_encoder.feature_dim)
-    expected = encode_audio_features(module.model.audio_encoder, item["audio"], frames)
+    stored, seconds = item["audio_features"], len(item["audio"]) / 16000
+    assert stored.dtype == np.float16 and stored.shape == (round(seconds * 50) - 1, 2 * 16)  # 50 Hz, layers [1, 2]
+    expected = encode_audio_features(module.model.audio_encoder, item["audio"])
     np.testing.assert_allclose(stored.astype(np.float32), expected.astype(np.float32), atol=2e-3)
 
     calls = _wav2vec2_calls(module)
@@ -186,7 +189,7 @@ def test_preprocess_caches_audio_features_and_training_uses_them(cached_audio, t
     batches = []
     module.on_train_batch_start = lambda batch, batch_idx: batches.append(batch)
     trainer = _fit_one_step(module, data, tmp_path)
-    assert batches[0]["audio_features"].shape == (1, 8, module.model.audio_encoder.feature_dim)
+    assert batches[0]["audio_features"].shape == (1, 8 * 2 + 1, 2 * 16)  # 8 frames at 25 fps: 16 features + 1
     assert calls == [0] and torch.isfinite(trainer.callback_metrics["train/loss"])
 
     other = tiny_module(*_wav2vec2_from(spec["pretrained"], [2]))

@@ -8,6 +8,7 @@ see different frames. The randomness depends only on (seed, epoch, item), never 
 from __future__ import annotations
 
 import inspect
+import math
 import zlib
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
                       "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
+from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.data.synthetic import boxes_to_mask
 
 # Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
@@ -59,9 +61,10 @@ class PreprocessedClips(StreamingDataset):
     With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
     ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
     the VAE). With ``use_audio_features`` and a data set that cached the audio encoder's frozen features, stages 2-3
-    also give ``audio_features`` (F, feature_dim) of the target frames (the training step then runs only the
-    encoder's trainable part). They were computed over the whole segment's audio, so each frame's features saw
-    the segment around it rather than only the sample's frames.
+    also give ``audio_features`` (T, D) at the encoder's feature rate over the target frames' audio (the training
+    step then runs only the encoder's ``head``). They were computed over the whole segment's audio, so each frame's
+    features saw the segment around it rather than only the sample's frames; where a clip does not start on the
+    feature grid (e.g. 30 fps with wav2vec2's 20 ms), they are taken from the nearest feature (≤ half a step off).
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
@@ -110,9 +113,17 @@ class PreprocessedClips(StreamingDataset):
             "lip_mask": self._lip_mask(item["boxes"][target]),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
-            **({"audio_features": torch.from_numpy(np.asarray(item["audio_features"][target], np.float32))}
-               if self.use_audio_features else {}),
+            **(self._audio_features(item, lo, count) if self.use_audio_features else {}),
         }
+
+    def _audio_features(self, item: dict[str, Any], lo: int, count: int) -> dict[str, torch.Tensor]:
+        """The cached audio features of samples ``[lo, lo + count)``: (T, D) from the feature at sample ``lo``, one more
+        than the span holds (the interpolation's neighbour); the segment's last repeats past its end."""
+        rate = self.metadata["audio_feature_rate"] / self.metadata["sample_rate"]  # features per sample
+        first, length = round(lo * rate), math.ceil(count * rate) + 1
+        stored = np.asarray(item["audio_features"], np.float32)
+        rows = np.minimum(np.arange(first, first + length), len(stored) - 1)
+        return {"audio_features": torch.from_numpy(stored[rows])}
 
     def _latents(self, item: dict[str, Any], reference: int, motion: list[int], frames: list[int]
                  ) -> dict[str, torch.Tensor]:
@@ -145,14 +156,18 @@ class PreprocessedClips(StreamingDataset):
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
 
 
-def audio_features_mismatch(cached: dict[str, Any], spec: dict[str, Any], encoder: Any) -> str | None:
-    """Why features cached with the audio encoder spec ``cached`` are not what ``encoder`` (built from ``spec``)
-    computes, or None when they are: same registered name, an encoder whose frozen part is frozen, and the same
-    value (defaults filled in) for every argument its features depend on (``feature_arguments``)."""
+def audio_features_mismatch(cached: dict[str, Any], spec: dict[str, Any], encoder: Any,
+                            rate: float | None = None) -> str | None:
+    """Why features cached with the audio encoder spec ``cached`` (at ``rate`` features/s) are not what ``encoder``
+    (built from ``spec``) computes, or None when they are: same registered name, an encoder that caches features,
+    the same rate, and the same value (defaults filled in) for every argument its features depend on
+    (``feature_arguments``)."""
     if cached.get("name") != spec.get("name"):
         return f"they were made by audio encoder {cached.get('name')!r}, the model's is {spec.get('name')!r}"
     if not encoder.caches_features:
         return "the model's audio encoder has no frozen feature part (e.g. wav2vec2 with freeze: false)"
+    if rate is not None and rate != encoder.feature_rate:
+        return f"they are at {rate} features/s, the model's audio encoder makes {encoder.feature_rate}"
     defaults = {k: p.default for k, p in inspect.signature(type(encoder)).parameters.items()}
     differ = [k for k in encoder.feature_arguments if cached.get(k, defaults.get(k)) != spec.get(k, defaults.get(k))]
     return f"they were made with other {', '.join(differ)}" if differ else None
@@ -182,7 +197,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, path: str, stage: int = 2, resolution: int = 32, num_frames: int = 8, motion_frames: int = 4,
-                 fps: float = 25.0, sample_rate: int = 16000, batch_size: int = 4, num_workers: int = 0,
+                 fps: float = 25.0, sample_rate: int | None = None, batch_size: int = 4, num_workers: int = 0,
                  val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None,
                  use_latents: bool = True, use_audio_features: bool = True) -> None:
         super().__init__()
@@ -220,7 +235,8 @@ class PreprocessedDataModule(pl.LightningDataModule):
         model = self.trainer.lightning_module if self.trainer is not None else None
         if model is None:
             return True
-        reason = audio_features_mismatch(cached, model.hparams["audio_encoder"], model.model.audio_encoder)
+        reason = audio_features_mismatch(cached, model.hparams["audio_encoder"], model.model.audio_encoder,
+                                         metadata.get("audio_feature_rate"))
         if reason is None:
             return True
         rank_zero_warn(f"not using the audio features cached in {self.hparams.path}: {reason}; encoding the "
@@ -241,10 +257,11 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         train, val = self._clips(shuffle=True), self._clips(shuffle=False)
-        meta = train.metadata
-        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != hp.sample_rate:
+        meta, rate = train.metadata, audio_sample_rate(self, hp.sample_rate)
+        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != rate:
             raise ValueError(f"{hp.path} was preprocessed at {meta['fps']} fps / {meta['sample_rate']} Hz; the model "
-                             f"expects {hp.fps} fps / {hp.sample_rate} Hz: preprocess again with fps={hp.fps}")
+                             f"expects {hp.fps} fps / {rate} Hz: preprocess again with fps={hp.fps} "
+                             f"sample_rate={rate}")
         items = self._eligible(meta)
         if not items:
             raise ValueError(f"{hp.path} holds no segment usable for stage {hp.stage} (stages 2-3 need audio and "

@@ -51,15 +51,12 @@ def encode_latents(vae: VAE, crops: np.ndarray, batch: int = 8) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_audio_features(encoder: AudioEncoder, audio: np.ndarray, num_frames: int) -> np.ndarray:
-    """float32 (S,) audio of ``num_frames`` video frames → the encoder's frozen features float16 (F, feature_dim), as
-    training would compute them from this audio (long audio in windows, see :func:`encode_audio`)."""
-    from emo_lightning.model.audio_windows import encode_audio
-
+def encode_audio_features(encoder: AudioEncoder, audio: np.ndarray) -> np.ndarray:
+    """float32 (S,) audio → the encoder's frozen ``features`` float16 (T, D) at its ``feature_rate``, as training would
+    compute them from this audio."""
     if len(audio) == 0:
-        return np.zeros((0, encoder.feature_dim), np.float16)
-    waveform = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
-    return encode_audio(encoder, waveform, num_frames, features=True)[0].half().numpy()
+        return np.zeros((0, 0), np.float16)
+    return encoder.features(torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None])[0].half().numpy()
 
 
 def process_video(path: str | Path, video_id: str, identity: str, settings: Settings, detector: FaceDetector,
@@ -69,7 +66,7 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
 
     A segment is kept when a face is found in at least ``min_face_frames`` of its frames; its square crop is the
     union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``, with an
-    ``audio_encoder`` its frames' ``audio_features`` (the encoder's frozen part; (0, feature_dim) without sound).
+    ``audio_encoder`` its audio's ``audio_features`` (the encoder's frozen ``features``; empty without sound).
     Raises MediaError for unreadable or truncated files (the caller discards anything already emitted).
     """
     sound = has_audio(path)
@@ -92,7 +89,7 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
         clip_audio = (audio_span(audio, first, len(frames), settings.fps, settings.sample_rate) if sound
                       else np.zeros(0, np.float32))
         if audio_encoder is not None:
-            cached["audio_features"] = encode_audio_features(audio_encoder, clip_audio, len(frames))
+            cached["audio_features"] = encode_audio_features(audio_encoder, clip_audio)
         emit({
             "key": f"{video_id}/{len(kept)}",
             "identity": identity,

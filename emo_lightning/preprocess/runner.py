@@ -109,7 +109,7 @@ def _audio_features_encoder(settings: Settings) -> AudioEncoder | None:
     encoder = _build("audio_encoder", settings.cache_audio).eval()
     if not encoder.caches_features:
         raise ValueError(f"cache_audio={settings.cache_audio}: this audio encoder has no frozen feature part to store "
-                         "(encoders with `features`/`tokens` do, e.g. wav2vec2 with freeze: true)")
+                         "(frozen encoders with `features` and `head` do: wav2vec2, hubert, whisper with freeze: true)")
     if encoder.sample_rate != settings.sample_rate:
         raise ValueError(f"cache_audio: the encoder takes {encoder.sample_rate} Hz audio, the data set is made at "
                          f"sample_rate={settings.sample_rate}")
@@ -153,13 +153,13 @@ def _check_settings(output: Path, recorded: dict[str, Any]) -> None:
     write_json(path, recorded)
 
 
-def _metadata(settings: Settings, reports: list[dict[str, Any]]) -> dict[str, Any]:
+def _metadata(settings: Settings, reports: list[dict[str, Any]], audio_feature_rate: float | None) -> dict[str, Any]:
     """What the DataModule needs to know without reading items: item order, identities, audio, lengths."""
     videos = [{"id": r["id"], "identity": r["identity"], "has_audio": r["has_audio"],
                "segments": [s["frames"] for s in r["segments"]]} for r in reports if r["status"] == "kept"]
     return {"version": 1, "fps": settings.fps, "resolution": settings.resolution,
             "sample_rate": settings.sample_rate, "latents": settings.cache_vae,
-            "audio_features": settings.cache_audio, "videos": videos}
+            "audio_features": settings.cache_audio, "audio_feature_rate": audio_feature_rate, "videos": videos}
 
 
 def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Settings,
@@ -193,7 +193,7 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         shutil.rmtree(output / ".work", ignore_errors=True)
         reports = [r for r in read_reports(output / "reports") if r["id"] in {job.video_id for job in jobs}]
         write_index(output / "data", [r["index"] for r in reports if r["status"] == "kept"],
-                    _metadata(settings, reports))
+                    _metadata(settings, reports, getattr(_worker["audio_encoder"], "feature_rate", None)))
         return write_manifest(output, settings.as_dict(), reports)
 
 

@@ -139,7 +139,7 @@ class EMOLightningModule(pl.LightningModule):
 
     def _audio_tokens(self, batch: dict[str, Tensor], num_frames: int) -> Tensor:
         """Audio tokens of ``batch["audio"]``, or of ``batch["audio_features"]`` where the data cached the audio
-        encoder's frozen part (`emo preprocess cache_audio=…`): then only its trainable part runs here."""
+        encoder's frozen ``features`` (`emo preprocess cache_audio=…`): then only its ``head`` runs here."""
         encoder = self.model.audio_encoder
         if "audio_features" not in batch:
             return encoder(batch["audio"], num_frames)
@@ -147,7 +147,7 @@ class EMOLightningModule(pl.LightningModule):
             raise ValueError(f"the batch holds cached audio features but this model's audio encoder "
                              f"({type(encoder).__name__}) has no frozen feature part to replace: set "
                              "data.use_audio_features=false")
-        return encoder.tokens(batch["audio_features"])
+        return encoder.head(batch["audio_features"], num_frames, batch["audio"].shape[-1])
 
     def _keep(self, name: str, batch: int, training: bool) -> Tensor:
         """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
