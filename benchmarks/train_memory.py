@@ -1,7 +1,7 @@
 """Peak memory and step time of one paper-size EMO training step (stage 2) on the CPU, with and without gradient
 checkpointing and bf16 autocast, at two resolutions; extrapolated to the paper's 512².
 
-    python benchmarks/train_memory.py [--resolutions 48 96] [--configs off-fp32,on-fp32,on-bf16] [--threads 2]
+    python benchmarks/train_memory.py [--resolutions 32 48] [--configs off-fp32,on-fp32,on-bf16] [--threads 2]
 
 The model has the paper's structure with random weights, built offline from configs: SD 1.5 UNets (backbone and
 ReferenceNet, 860 M parameters each), AnimateDiff-structured temporal blocks at all 21 places, wav2vec2-base and
@@ -183,7 +183,7 @@ def report(results: list[dict[str, Any]], resolutions: list[int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--resolutions", type=int, nargs=2, default=[48, 96])
+    parser.add_argument("--resolutions", type=int, nargs=2, default=[32, 48])
     parser.add_argument("--configs", default=DEFAULT_CONFIGS,
                         help=f"comma-separated, of {', '.join(_name(*c) for c in CONFIGS)}; must hold off-fp32")
     parser.add_argument("--threads", type=int, default=2)
