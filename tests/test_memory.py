@@ -170,6 +170,7 @@ def _fit_one_step(module, data, tmp_path) -> pl.Trainer:
     return trainer
 
 
+@pytest.mark.slow
 def test_preprocess_caches_audio_features_and_training_uses_them(cached_audio, tmp_path):
     from litdata import StreamingDataset
 
