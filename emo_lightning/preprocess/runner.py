@@ -26,6 +26,7 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from emo_lightning import registry
+from emo_lightning.components.base import AudioEncoder
 from emo_lightning.preprocess.manifest import fingerprint, finished, read_reports, write_manifest, write_report
 from emo_lightning.preprocess.process import Settings, process_video
 from emo_lightning.preprocess.writer import VideoWriter, write_index, write_json
@@ -97,7 +98,22 @@ def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], est
         torch.set_num_threads(1)
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
                    detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
-                   vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None)
+                   vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None,
+                   audio_encoder=_audio_features_encoder(settings))
+
+
+def _audio_features_encoder(settings: Settings) -> AudioEncoder | None:
+    """The audio encoder whose frozen features ``cache_audio`` stores, checked to have such a part."""
+    if not settings.cache_audio:
+        return None
+    encoder = _build("audio_encoder", settings.cache_audio).eval()
+    if not encoder.caches_features:
+        raise ValueError(f"cache_audio={settings.cache_audio}: this audio encoder has no frozen feature part to store "
+                         "(encoders with `features`/`tokens` do, e.g. wav2vec2 with freeze: true)")
+    if encoder.sample_rate != settings.sample_rate:
+        raise ValueError(f"cache_audio: the encoder takes {encoder.sample_rate} Hz audio, the data set is made at "
+                         f"sample_rate={settings.sample_rate}")
+    return encoder
 
 
 def _run(job: Job) -> dict[str, Any]:
@@ -108,7 +124,8 @@ def _run(job: Job) -> dict[str, Any]:
     writer = VideoWriter(output / "data", output / ".work", job.video_id, _worker["chunk_bytes"])
     try:
         report.update(process_video(job.source, job.video_id, job.identity, _worker["settings"],
-                                    _worker["detector"], _worker["estimator"], writer.add, _worker["vae"]))
+                                    _worker["detector"], _worker["estimator"], writer.add, _worker["vae"],
+                                    _worker["audio_encoder"]))
         if report["segments"]:
             report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1], index=writer.commit())
         else:
@@ -141,7 +158,8 @@ def _metadata(settings: Settings, reports: list[dict[str, Any]]) -> dict[str, An
     videos = [{"id": r["id"], "identity": r["identity"], "has_audio": r["has_audio"],
                "segments": [s["frames"] for s in r["segments"]]} for r in reports if r["status"] == "kept"]
     return {"version": 1, "fps": settings.fps, "resolution": settings.resolution,
-            "sample_rate": settings.sample_rate, "latents": settings.cache_vae, "videos": videos}
+            "sample_rate": settings.sample_rate, "latents": settings.cache_vae,
+            "audio_features": settings.cache_audio, "videos": videos}
 
 
 def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Settings,

@@ -45,6 +45,8 @@ class EMOLightningModule(pl.LightningModule):
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
+        gradient_checkpointing: recompute the backbone's, the ReferenceNet's and the temporal blocks' activations
+            in the backward pass instead of keeping them (less memory, about one more forward pass of time).
         init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
         plugins: plugin files/directories to import before building (see :mod:`emo_lightning.registry`).
     """
@@ -76,6 +78,7 @@ class EMOLightningModule(pl.LightningModule):
         guidance_reference: float = 1.0,
         guidance_audio: float = 1.0,
         speed: float = 1.0,
+        gradient_checkpointing: bool = False,
         init_from: str | None = None,
         plugins: list[str] | None = None,
     ):
@@ -88,7 +91,8 @@ class EMOLightningModule(pl.LightningModule):
             raise ValueError(f"lip_loss_weight must be positive, got {lip_loss_weight}")
         self.save_hyperparameters()
         registry.load_plugin_paths(plugins or [])
-        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder)
+        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
+                         gradient_checkpointing=gradient_checkpointing)
         self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
         self.train_scheduler = self._scheduler(train_scheduler or {"name": "ddpm"})
         self.trainable_counts = apply_trainable(self.model, trainable or STAGE_GROUPS[stage])
@@ -133,6 +137,18 @@ class EMOLightningModule(pl.LightningModule):
         images = batch[key]
         return self.model.vae.encode(images) if images.ndim == 4 else self._encode_video(images)
 
+    def _audio_tokens(self, batch: dict[str, Tensor], num_frames: int) -> Tensor:
+        """Audio tokens of ``batch["audio"]``, or of ``batch["audio_features"]`` where the data cached the audio
+        encoder's frozen part (`emo preprocess cache_audio=…`): then only its trainable part runs here."""
+        encoder = self.model.audio_encoder
+        if "audio_features" not in batch:
+            return encoder(batch["audio"], num_frames)
+        if not encoder.caches_features:
+            raise ValueError(f"the batch holds cached audio features but this model's audio encoder "
+                             f"({type(encoder).__name__}) has no frozen feature part to replace: set "
+                             "data.use_audio_features=false")
+        return encoder.tokens(batch["audio_features"])
+
     def _keep(self, name: str, batch: int, training: bool) -> Tensor:
         """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
         p = self.dropout[name] if training else 0.0
@@ -152,7 +168,7 @@ class EMOLightningModule(pl.LightningModule):
                 motion_latents = self._latents(batch, "motion")
             keep_motion = self._keep("motion", b, training)[:, None, None, None, None]
             conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
-            audio = model.audio_encoder(batch["audio"], num_frames)
+            audio = self._audio_tokens(batch, num_frames)
             conditions.audio = audio * self._keep("audio", b, training)[:, None, None, None]
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])
@@ -213,8 +229,10 @@ class EMOLightningModule(pl.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"nothing to train: groups {hp.trainable} of {GROUPS} have no parameters")
-        # the fused kernel is one op for all parameters: on small models the per-tensor loop dominates the step
-        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        # the fused kernel is one op for all parameters: on small models the per-tensor loop dominates the step.
+        # Lightning's mixed-precision plugin refuses to clip a fused optimizer's gradients: no fusing there.
+        mixed = self._trainer is not None and str(self.trainer.precision).endswith("-mixed")
+        fused = not mixed and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         if hp.lr_scheduler != "constant" and not 0 < total < float("inf"):
