@@ -256,7 +256,9 @@ class FaceLandmarks(ABC):
     pixels of ``image``, for the face in ``box`` (the most prominent face when ``box`` is None); every value is NaN
     when no face is found. ``regions`` names index arrays into the points; every model provides at least
     ``lips_outer`` and ``lips_inner`` (each an ordered closed contour, so that it can be filled as a polygon) and
-    ``left_eye`` / ``right_eye`` (the subject's own left / right).
+    ``left_eye`` / ``right_eye`` (the subject's own left / right). Models may name more: the built-in ones add
+    ``mouth_opening``, (K, 2) index pairs (upper, lower) of inner-lip points facing each other across the mouth,
+    middle pair first, and ``nose``, ``left_eyebrow``, ``right_eyebrow`` (plus ``face_oval`` or ``jaw``).
     """
 
     num_points: int
@@ -283,13 +285,15 @@ class FaceLandmarks(ABC):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.num_points, 2):
             raise PluginContractError(f"detect(64x48 image) returned {_describe(out)}, "
                                       f"expected float32 ({component.num_points}, 2)")
+        _all_or_none(out, "detect(64x48 image)")
 
 
 class FaceEmbedder(ABC):
     """Identity embedding of the face in one image (F-SIM, identity drift; not an nn.Module).
 
     ``embed(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (dim,)``, L2-normalised, so
-    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found.
+    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found (the
+    face in ``box``; the most prominent face when ``box`` is None).
     """
 
     dim: int
@@ -303,6 +307,18 @@ class FaceEmbedder(ABC):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.dim,):
             raise PluginContractError(f"embed(64x48 image) returned {_describe(out)}, "
                                       f"expected float32 ({component.dim},)")
+        _all_or_none(out, "embed(64x48 image)")
+        if np.isfinite(out).all() and abs(float(np.linalg.norm(out)) - 1) > 1e-3:
+            raise PluginContractError(f"embed(64x48 image) has norm {np.linalg.norm(out):.4f}, expected 1 "
+                                      "(L2-normalised) or every value NaN (no face)")
+
+
+def _all_or_none(values: np.ndarray, what: str) -> None:
+    """A face model's output is finite throughout, or NaN throughout (no face): never partly NaN."""
+    finite = np.isfinite(values)
+    if not (finite.all() or np.isnan(values).all()):
+        raise PluginContractError(f"{what} returned {int((~finite).sum())} non-finite of {values.size} values: "
+                                  "expected all finite, or all NaN when there is no face")
 
 
 def _describe(value: object) -> str:
