@@ -10,20 +10,20 @@ layers train: 2.14 B parameters; 12 frames + 4 motion frames, batch 1) on VAE la
 `emo preprocess cache_vae=…` stores them; the waveform goes through the frozen wav2vec2 in the step. bf16 is
 autocast as Lightning's ``bf16-mixed`` does it (fp32 master weights, no cast cache).
 
-Each configuration runs in a fresh process, which builds the model and measures its first step. Memory is the
-resident set: ``setup`` once the model and batch are ready (freed heap returned with malloc_trim), ``peak`` the
-high-water mark during the step (Linux's VmHWM, reset before the step through /proc/self/clear_refs), ``step``
-their difference: activations plus gradients in flight. To fit 2.4 B fp32 parameters in this machine's memory, each
-gradient is dropped as soon as it is complete (a post-accumulate hook) and no optimiser step runs: the gradients
-(4 bytes per trainable parameter) and AdamW's moments (8 bytes) do not depend on resolution, checkpointing or
-autocast and are added by count in the extrapolation. That is an upper bound: the step memory already holds some
-gradients, as the ReferenceNet runs twice (reference, then motion frames) and its weights' gradients wait for both
-passes before they are complete (~3 GB at any resolution). Time is the step's wall clock and its CPU time (user +
-system, less sensitive to other processes on a shared machine; ratios use it). Step memory and time are fitted as
-``a + b·pixels`` through the two resolutions: torch's memory-efficient attention keeps memory linear in the tokens,
-but the attention's compute is quadratic, so the time at 512² is a lower bound. bf16 without checkpointing keeps a
-bf16 copy of every weight for the backward pass (+2 bytes per parameter, ~4.3 GB here): add ``off-bf16`` to
-``--configs`` on a machine with ~20 GB free.
+Each configuration runs in a fresh process, which builds the model and measures its first step. Memory is the resident
+set: ``setup`` once the model and batch are ready (freed heap returned with malloc_trim), ``peak`` the high-water mark
+during the step (Linux's VmHWM, reset before the step through /proc/self/clear_refs), ``step`` their difference:
+activations plus gradients in flight. To fit 2.4 B fp32 parameters in this machine's memory, each gradient is dropped as
+soon as it is complete (a post-accumulate hook) and no optimiser step runs: the gradients (4 bytes per trainable
+parameter) and AdamW's moments (8 bytes) do not depend on resolution, checkpointing or autocast and are added by count
+in the extrapolation. That is an upper bound: the step memory already holds some gradients, as the ReferenceNet runs
+twice (reference, then motion frames) and its weights' gradients wait for both passes before they are complete (4 bytes
+per ReferenceNet weight, at any resolution). Time is the step's wall clock and its CPU time (user + system, less
+sensitive to other processes on a shared machine; ratios use it). Step memory and time are fitted as ``a + b·pixels``
+through the two resolutions: torch's memory-efficient attention keeps memory linear in the tokens, but the attention's
+compute is quadratic, so the time at 512² is a lower bound. bf16 without checkpointing keeps a bf16 copy of every weight
+for the backward pass (+2 bytes per parameter, ~4.3 GB here): add ``off-bf16`` to ``--configs`` on a machine with ~20 GB
+free.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
-from emo_lightning.data.portrait import NO_DETECTOR, load_portrait
+from emo_lightning.data.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
 from emo_lightning.training.inference import ModelCache
@@ -29,14 +29,23 @@ FALLBACK_DEFAULTS = {"num_inference_steps": 40, "guidance_reference": 1.0, "guid
 
 
 def find_checkpoints(path: Path) -> dict[str, Path]:
-    """Label → file: ``path`` itself, or every ``*.ckpt`` under the folder ``path`` (labels relative to it)."""
+    """Label → file: ``path`` itself, or every ``*.ckpt`` under the folder ``path`` (labels relative to it); LoRA
+    adapters (applied to their base model) are labelled as such."""
     if path.is_file():
-        return {path.name: path}
+        return {_label(path, path.name): path}
     if path.is_dir():
         found = sorted(path.rglob("*.ckpt"))
         if found:
-            return {str(p.relative_to(path)): p for p in found}
+            return {_label(p, str(p.relative_to(path))): p for p in found}
     raise SystemExit(f"demo: no checkpoint at {path} (give a .ckpt file or a folder holding some)")
+
+
+def _label(path: Path, name: str) -> str:
+    try:
+        hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    except CheckpointError:
+        return name  # the error shows when generating
+    return f"{name} (LoRA adapter on {Path(hparams.get('init_from') or '?').name})" if hparams.get("lora") else name
 
 
 def model_defaults(path: Path) -> dict[str, float]:
@@ -139,7 +148,7 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     speed = gr.Slider(0, 2, value=defaults["speed"], step=0.05, label="Head-motion speed",
                                       info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")
                     seed = gr.Number(0, precision=0, label="Seed (same seed, same video)")
-                    face_detector = gr.Dropdown(detectors, value="opencv_haar" if "opencv_haar" in detectors
+                    face_detector = gr.Dropdown(detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors
                                                 else NO_DETECTOR, label="Face detection",
                                                 info="none: take the centre of the image (drawings, cartoons)")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")

@@ -64,18 +64,26 @@ def fit_config(overrides: list[str]) -> dict[str, Any]:
     from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
 
     cfg = to_lightning_cli(compose_config("fit", overrides))
-    if cfg.get("ckpt_path"):
-        hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters") or {}
-        check_architecture(hparams, cfg["model"], cfg["ckpt_path"])
+    # a resumed run, and the base model of LoRA adapters, must be the configured architecture
+    for path in (cfg.get("ckpt_path"), cfg["model"].get("init_from") if cfg["model"].get("lora") else None):
+        if path:
+            check_architecture(read_checkpoint(path).get("hyper_parameters") or {}, cfg["model"], path)
     return cfg
 
 
 def predict_config(overrides: list[str]) -> dict[str, Any]:
     """A LightningCLI ``predict`` config: the model from the checkpoint's own hyper-parameters."""
-    from emo_lightning.training.checkpoint import model_hparams, read_checkpoint
+    from emo_lightning.training.checkpoint import model_hparams, read_checkpoint, with_adapter
 
     cfg = compose_config("predict", overrides)
     hparams = model_hparams(read_checkpoint(cfg["ckpt_path"]), cfg["ckpt_path"])
+    lora, base = cfg.pop("lora"), cfg["ckpt_path"]
+    if hparams.get("lora") and not lora:  # ckpt_path is an adapter: its base is the run's init_from
+        lora, base = base, hparams["init_from"]
+    if lora:  # the module loads the base (init_from) and the adapter itself: LightningCLI would replace the
+        # configured model with a ckpt_path's saved hyper-parameters, dropping the adapter
+        hparams = with_adapter(model_hparams(read_checkpoint(base), base), lora, base)
+        cfg["ckpt_path"] = None
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
                                           "guidance_reference", "guidance_audio", "speed", "sampler", "fps")}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],

@@ -84,6 +84,9 @@ def test_windowed_encoding_of_40_s_equals_one_pass(name, fps):
     with torch.no_grad():
         whole = encoder(waveform, 40 * fps)
         windowed = encode_audio(encoder, waveform, 40 * fps)
+        if name == "whisper":  # its frozen part alone, as `emo preprocess cache_audio=…` stores it
+            torch.testing.assert_close(encode_audio(encoder, waveform, 40 * fps, features=True),
+                                       encoder.features(waveform, 40 * fps), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(windowed, whole, rtol=1e-5, atol=1e-5)
 
 
@@ -97,4 +100,4 @@ def test_windowed_encoding_of_global_attention_models_deviates_only_slightly(nam
         whole = encoder(waveform, 1000)
         windowed = encode_audio(encoder, waveform, 1000)
     deviation = (windowed - whole).abs().max().item()
-    assert 0 < deviation < 0.1 * whole.abs().mean().item()
+    assert 0 < deviation < 0.25 * whole.abs().mean().item()

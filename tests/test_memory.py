@@ -120,10 +120,9 @@ def test_cached_audio_features_give_the_same_loss_as_the_waveform():
     module = tiny_module("model/audio_encoder=wav2vec2_tiny", "model.audio_encoder.freeze=true")
     encoder = module.model.audio_encoder
     batch = tiny_batch(stage=3, batch_size=1, num_frames=4)
-    trained = tiny_module("model/audio_encoder=wav2vec2_tiny").model.audio_encoder  # freeze: false
-    assert encoder.caches_features and not trained.caches_features
     with torch.no_grad():
-        features = encoder.features(batch["audio"])
+        features = encoder.features(batch["audio"], 4)
+    assert features.shape == (1, 4, encoder.feature_dim)
     torch.manual_seed(0)
     from_waveform = module.diffusion_loss(batch, training=True)
     calls = _wav2vec2_calls(module)
@@ -180,9 +179,9 @@ def test_preprocess_caches_audio_features_and_training_uses_them(cached_audio, t
     spec = cached_audio["spec"]
     module = tiny_module(*_wav2vec2_from(spec["pretrained"], [1, 2]))
     item = StreamingDataset(str(cached_audio["output"] / "data"))[0]  # the stored segment
-    stored, seconds = item["audio_features"], len(item["audio"]) / 16000
-    assert stored.dtype == np.float16 and stored.shape == (round(seconds * 50) - 1, 2 * 16)  # 50 Hz, layers [1, 2]
-    expected = encode_audio_features(module.model.audio_encoder, item["audio"])
+    stored, frames = item["audio_features"], len(item["offsets"]) - 1
+    assert stored.dtype == np.float16 and stored.shape == (frames, module.model.audio_encoder.feature_dim)
+    expected = encode_audio_features(module.model.audio_encoder, item["audio"], frames)
     np.testing.assert_allclose(stored.astype(np.float32), expected.astype(np.float32), atol=2e-3)
 
     calls = _wav2vec2_calls(module)
@@ -190,7 +189,7 @@ def test_preprocess_caches_audio_features_and_training_uses_them(cached_audio, t
     batches = []
     module.on_train_batch_start = lambda batch, batch_idx: batches.append(batch)
     trainer = _fit_one_step(module, data, tmp_path)
-    assert batches[0]["audio_features"].shape == (1, 8 * 2 + 1, 2 * 16)  # 8 frames at 25 fps: 16 features + 1
+    assert batches[0]["audio_features"].shape == (1, 8, module.model.audio_encoder.feature_dim)
     assert calls == [0] and torch.isfinite(trainer.callback_metrics["train/loss"])
 
     other = tiny_module(*_wav2vec2_from(spec["pretrained"], [2]))

@@ -3,7 +3,9 @@
 from emo_lightning.components import (  # noqa: F401
     audio_encoder,
     face_detector,
+    face_embedder,
     face_locator,
+    landmarks,
     pose_estimator,
     scheduler,
     speed_encoder,

@@ -56,18 +56,22 @@ class AudioEncoder(Component):
     ``forward(waveform (B, S) mono at sample_rate, num_frames F) -> (B, F, 2·window+1, output_dim)``.
     The frames evenly cover the waveform (frame f ↔ samples [f·S/F, (f+1)·S/F)).
 
-    Each encoder declares the rates it works at: ``sample_rate`` (Hz of the waveform it takes; data loaders and
-    ``emo predict`` resample audio to it) and ``feature_rate`` (its own features per second before they are
-    taken to the video frame rate; None when it has no such grid). ``window_seconds`` is set by encoders that
-    see audio in fixed windows from sample 0 (Whisper's 30 s); they also provide ``features(waveform) -> (B, T, D)``
-    at ``feature_rate`` and ``head(features, num_frames, num_samples)`` (forward = head ∘ features), so that long
-    audio is encoded one such window at a time (:mod:`emo_lightning.model.audio_windows`).
+    An encoder whose first part is frozen (a pretrained wav2vec2) may split ``forward`` in two, so that
+    `emo preprocess cache_audio=…` can store the frozen part's output once and training runs only the rest:
 
-    An encoder with that split whose ``features`` has nothing to train (``frozen``: a pretrained speech model) can
-    have its features cached: `emo preprocess cache_audio=…` stores them per segment and training runs only
-    ``head`` on them (``caches_features``). ``feature_arguments`` names the constructor arguments the features depend
-    on: cached features serve a model whose encoder agrees on them. An encoder with ``forward`` alone works as
-    before, without a cache.
+    * ``features(waveform (B, S), num_frames F) -> (B, F, feature_dim)``: the frozen part, one row per video frame;
+    * ``tokens(features (B, F, feature_dim)) -> (B, F, 2·window+1, output_dim)``: the trainable part.
+
+    Such an encoder sets ``feature_dim`` and ``feature_arguments`` (the constructor arguments its features depend
+    on: cached features serve a model whose encoder agrees on them) and inherits ``forward``
+    (``tokens(features(waveform, F))``). An encoder that overrides only ``forward`` works as before; its
+    features cannot be cached.
+
+    Each encoder declares the rates it works at: ``sample_rate`` (Hz of the waveform it takes; data loaders and
+    ``emo predict`` load audio at it) and ``feature_rate`` (its own features per second before they are taken to
+    the video frame rate; None when it has no such grid). ``window_seconds`` is set by encoders that see audio in
+    fixed windows from sample 0 (Whisper's 30 s); they split ``forward`` as below, so that long audio is encoded one
+    such window at a time (:mod:`emo_lightning.model.audio_windows`).
     """
 
     sample_rate: int = 16000
@@ -75,24 +79,38 @@ class AudioEncoder(Component):
     window_seconds: float | None = None
     output_dim: int
     window: int
-    frozen: bool = False
+    feature_dim: int | None = None  # width of ``features``; None: no frozen part to cache
     feature_arguments: tuple[str, ...] = ()
 
-    @abstractmethod
-    def forward(self, waveform: Tensor, num_frames: int) -> Tensor: ...
+    def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
+        return self.tokens(self.features(waveform, num_frames))
+
+    def features(self, waveform: Tensor, num_frames: int) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no frozen feature part: implement `forward`, or "
+                                  "`features` and `tokens` (see AudioEncoder)")
+
+    def tokens(self, features: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no frozen feature part: implement `forward`, or "
+                                  "`features` and `tokens` (see AudioEncoder)")
 
     @property
     def caches_features(self) -> bool:
-        """Whether `emo preprocess cache_audio` can store ``features`` for training to run only ``head`` on."""
-        return (self.frozen and self.feature_rate is not None and callable(getattr(self, "features", None))
-                and callable(getattr(self, "head", None)))
+        """Whether ``features`` is frozen, so that `emo preprocess` can store it."""
+        return self.feature_dim is not None
 
     @classmethod
     def check_contract(cls, component: AudioEncoder) -> None:
         kw = _probe_kwargs(component)
         wave = torch.randn(2, int(component.sample_rate * 0.4), **kw) * 0.1
         with torch.no_grad():
-            out = component(wave, 10)
+            try:
+                out = component(wave, 10)
+            except NotImplementedError as exc:
+                raise PluginContractError(str(exc)) from exc
+            if component.caches_features:
+                features = component.features(wave, 10)
+                _expect(features, (2, 10, component.feature_dim), "features(waveform, 10)")
+                _expect(component.tokens(features), tuple(out.shape), "tokens(features)")
         _expect(out, (2, 10, 2 * component.window + 1, component.output_dim), "forward(waveform, 10)")
 
 
@@ -238,7 +256,9 @@ class FaceLandmarks(ABC):
     pixels of ``image``, for the face in ``box`` (the most prominent face when ``box`` is None); every value is NaN
     when no face is found. ``regions`` names index arrays into the points; every model provides at least
     ``lips_outer`` and ``lips_inner`` (each an ordered closed contour, so that it can be filled as a polygon) and
-    ``left_eye`` / ``right_eye`` (the subject's own left / right).
+    ``left_eye`` / ``right_eye`` (the subject's own left / right). Models may name more: the built-in ones add
+    ``mouth_opening``, (K, 2) index pairs (upper, lower) of inner-lip points facing each other across the mouth,
+    middle pair first, and ``nose``, ``left_eyebrow``, ``right_eyebrow`` (plus ``face_oval`` or ``jaw``).
     """
 
     num_points: int
@@ -265,13 +285,15 @@ class FaceLandmarks(ABC):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.num_points, 2):
             raise PluginContractError(f"detect(64x48 image) returned {_describe(out)}, "
                                       f"expected float32 ({component.num_points}, 2)")
+        _all_or_none(out, "detect(64x48 image)")
 
 
 class FaceEmbedder(ABC):
     """Identity embedding of the face in one image (F-SIM, identity drift; not an nn.Module).
 
     ``embed(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (dim,)``, L2-normalised, so
-    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found.
+    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found (the
+    face in ``box``; the most prominent face when ``box`` is None).
     """
 
     dim: int
@@ -285,6 +307,18 @@ class FaceEmbedder(ABC):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.dim,):
             raise PluginContractError(f"embed(64x48 image) returned {_describe(out)}, "
                                       f"expected float32 ({component.dim},)")
+        _all_or_none(out, "embed(64x48 image)")
+        if np.isfinite(out).all() and abs(float(np.linalg.norm(out)) - 1) > 1e-3:
+            raise PluginContractError(f"embed(64x48 image) has norm {np.linalg.norm(out):.4f}, expected 1 "
+                                      "(L2-normalised) or every value NaN (no face)")
+
+
+def _all_or_none(values: np.ndarray, what: str) -> None:
+    """A face model's output is finite throughout, or NaN throughout (no face): never partly NaN."""
+    finite = np.isfinite(values)
+    if not (finite.all() or np.isnan(values).all()):
+        raise PluginContractError(f"{what} returned {int((~finite).sum())} non-finite of {values.size} values: "
+                                  "expected all finite, or all NaN when there is no face")
 
 
 def _describe(value: object) -> str:

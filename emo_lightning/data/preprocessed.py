@@ -8,7 +8,6 @@ see different frames. The randomness depends only on (seed, epoch, item), never 
 from __future__ import annotations
 
 import inspect
-import math
 import zlib
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,32 @@ from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.data.synthetic import boxes_to_mask
 
 # Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
-# enough for the head turns of talking-head video. `lip_loss_weight` weights this region.
+# enough for the head turns of talking-head video. The lip mask of a data set made without landmarks (and of a frame
+# whose lips were not found) is this region.
 MOUTH_IN_FACE_BOX = (0.2, 0.55, 0.8, 1.0)
+
+
+LIP_MARGIN = 0.15
+"""The landmark lip mask is the filled outer-lip contour grown on every side by this share of the mouth's width
+(corner to corner), so that the skin the lips move is weighted too."""
+
+
+def lip_masks(points: np.ndarray, lips_outer: np.ndarray, face_boxes: np.ndarray, resolution: int) -> np.ndarray:
+    """(F, H, W) float32 lip masks of ``resolution``² frames: each frame's outer-lip contour (``points`` (F, P, 2)
+    in pixels, ``lips_outer`` its indices, in order) filled and grown by ``LIP_MARGIN``; a frame whose lips were not
+    found (NaN) falls back to the mouth region of its face box (``mouth_boxes``)."""
+    fallback = mouth_boxes(face_boxes)
+    masks = np.zeros((len(points), resolution, resolution), np.uint8)
+    for mask, frame_points, box in zip(masks, np.asarray(points, np.float32), fallback, strict=True):
+        lips = frame_points[lips_outer]
+        if not np.isfinite(lips).all():
+            mask[:] = boxes_to_mask(box[None], resolution)
+            continue
+        contour = np.round(lips * 16).astype(np.int32)  # 4 fractional bits (shift=4): sub-pixel vertices
+        grow = max(1, round(LIP_MARGIN * float(np.ptp(lips[:, 0]))))
+        cv2.fillPoly(mask, [contour], 1, shift=4)
+        cv2.polylines(mask, [contour], True, 1, thickness=2 * grow + 1, shift=4)
+    return masks.astype(np.float32)
 
 
 def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:
@@ -55,16 +78,16 @@ class PreprocessedClips(StreamingDataset):
     (1, H, W), the target frame's face box. Stages 2-3: ``reference`` (a frame of the segment outside the window
     when there is one), ``motion`` (3, N, H, W) and ``frames`` (3, F, H, W), consecutive, ``audio`` (S,) with
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
-    union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): the mouth region of each
-    target frame's face box (``MOUTH_IN_FACE_BOX``). Images are float32 in [-1, 1], resized to ``resolution`` if
+    union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): each target frame's lips from
+    the landmarks `emo preprocess` stored (``lip_masks``), or the mouth region of its face box (``MOUTH_IN_FACE_BOX``)
+    in a data set made without landmarks. Images are float32 in [-1, 1], resized to ``resolution`` if
     the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
     With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
     ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
     the VAE). With ``use_audio_features`` and a data set that cached the audio encoder's frozen features, stages 2-3
-    also give ``audio_features`` (T, D) at the encoder's feature rate over the target frames' audio (the training
-    step then runs only the encoder's ``head``). They were computed over the whole segment's audio, so each frame's
-    features saw the segment around it rather than only the sample's frames; where a clip does not start on the
-    feature grid (e.g. 30 fps with wav2vec2's 20 ms), they are taken from the nearest feature (≤ half a step off).
+    also give ``audio_features`` (F, feature_dim) of the target frames (the training step then runs only the
+    encoder's trainable part). They were computed over the whole segment's audio, so each frame's features saw
+    the segment around it rather than only the sample's frames.
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
@@ -93,7 +116,7 @@ class PreprocessedClips(StreamingDataset):
             frames = self._decode(item, [reference, target])
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
                       "mask": self._mask(item["boxes"][target:target + 1]),
-                      "lip_mask": self._lip_mask(item["boxes"][target:target + 1])}
+                      "lip_mask": self._lip_mask(item, slice(target, target + 1))}
             return {**sample, **self._latents(item, reference, [], [target])}
         n, f = self.motion_frames, self.num_frames
         start = int(rng.integers(0, length - n - f + 1))
@@ -110,20 +133,12 @@ class PreprocessedClips(StreamingDataset):
             "frames": _images(frames[1 + n:]),
             "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
             "mask": self._mask(item["boxes"][target]),
-            "lip_mask": self._lip_mask(item["boxes"][target]),
+            "lip_mask": self._lip_mask(item, target),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
-            **(self._audio_features(item, lo, count) if self.use_audio_features else {}),
+            **({"audio_features": torch.from_numpy(np.asarray(item["audio_features"][target], np.float32))}
+               if self.use_audio_features else {}),
         }
-
-    def _audio_features(self, item: dict[str, Any], lo: int, count: int) -> dict[str, torch.Tensor]:
-        """The cached audio features of samples ``[lo, lo + count)``: (T, D) from the feature at sample ``lo``, one more
-        than the span holds (the interpolation's neighbour); the segment's last repeats past its end."""
-        rate = self.metadata["audio_feature_rate"] / self.metadata["sample_rate"]  # features per sample
-        first, length = round(lo * rate), math.ceil(count * rate) + 1
-        stored = np.asarray(item["audio_features"], np.float32)
-        rows = np.minimum(np.arange(first, first + length), len(stored) - 1)
-        return {"audio_features": torch.from_numpy(stored[rows])}
 
     def _latents(self, item: dict[str, Any], reference: int, motion: list[int], frames: list[int]
                  ) -> dict[str, torch.Tensor]:
@@ -147,27 +162,30 @@ class PreprocessedClips(StreamingDataset):
     def _mask(self, boxes: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(boxes_to_mask(self._scaled(boxes), self.resolution))[None]
 
-    def _lip_mask(self, boxes: np.ndarray) -> torch.Tensor:
-        """(1, F, H, W): each frame's mouth region, placed in its face box (no landmarks are stored)."""
-        mouths = mouth_boxes(self._scaled(boxes))
-        return torch.from_numpy(np.stack([boxes_to_mask(box[None], self.resolution) for box in mouths]))[None]
+    def _lip_mask(self, item: dict[str, Any], frames: slice) -> torch.Tensor:
+        """(1, F, H, W): each frame's lips from its stored landmarks (``lip_masks``), or, in a data set without
+        landmarks, the mouth region of its face box (``mouth_boxes``)."""
+        boxes = self._scaled(item["boxes"][frames])
+        stored = self.metadata.get("landmarks")
+        if stored and "landmarks" in item:
+            points = self._scaled(np.asarray(item["landmarks"][frames], np.float32))
+            masks = lip_masks(points, np.asarray(stored["regions"]["lips_outer"]), boxes, self.resolution)
+        else:
+            masks = np.stack([boxes_to_mask(box[None], self.resolution) for box in mouth_boxes(boxes)])
+        return torch.from_numpy(masks)[None]
 
     def _scaled(self, boxes: np.ndarray) -> np.ndarray:
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
 
 
-def audio_features_mismatch(cached: dict[str, Any], spec: dict[str, Any], encoder: Any,
-                            rate: float | None = None) -> str | None:
-    """Why features cached with the audio encoder spec ``cached`` (at ``rate`` features/s) are not what ``encoder``
-    (built from ``spec``) computes, or None when they are: same registered name, an encoder that caches features,
-    the same rate, and the same value (defaults filled in) for every argument its features depend on
-    (``feature_arguments``)."""
+def audio_features_mismatch(cached: dict[str, Any], spec: dict[str, Any], encoder: Any) -> str | None:
+    """Why features cached with the audio encoder spec ``cached`` are not what ``encoder`` (built from ``spec``)
+    computes, or None when they are: same registered name, an encoder whose frozen part is frozen, and the same
+    value (defaults filled in) for every argument its features depend on (``feature_arguments``)."""
     if cached.get("name") != spec.get("name"):
         return f"they were made by audio encoder {cached.get('name')!r}, the model's is {spec.get('name')!r}"
     if not encoder.caches_features:
         return "the model's audio encoder has no frozen feature part (e.g. wav2vec2 with freeze: false)"
-    if rate is not None and rate != encoder.feature_rate:
-        return f"they are at {rate} features/s, the model's audio encoder makes {encoder.feature_rate}"
     defaults = {k: p.default for k, p in inspect.signature(type(encoder)).parameters.items()}
     differ = [k for k in encoder.feature_arguments if cached.get(k, defaults.get(k)) != spec.get(k, defaults.get(k))]
     return f"they were made with other {', '.join(differ)}" if differ else None
@@ -235,8 +253,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
         model = self.trainer.lightning_module if self.trainer is not None else None
         if model is None:
             return True
-        reason = audio_features_mismatch(cached, model.hparams["audio_encoder"], model.model.audio_encoder,
-                                         metadata.get("audio_feature_rate"))
+        reason = audio_features_mismatch(cached, model.hparams["audio_encoder"], model.model.audio_encoder)
         if reason is None:
             return True
         rank_zero_warn(f"not using the audio features cached in {self.hparams.path}: {reason}; encoding the "

@@ -9,8 +9,9 @@ default 10 s + 2 × 2 s keeps each pass within wav2vec2's pre-training crops (15
 
 Cuts fall on the encoder's own feature grid (``feature_rate``) where the frame rate allows it, so an encoder that
 looks only at nearby audio gives the tokens of one pass. An encoder with fixed windows of its own
-(``window_seconds``: Whisper) is encoded one of those windows at a time, as one pass does too; its ``head`` then
-sees the neighbouring windows' nearest features, so the tokens at window edges are those of one pass.
+(``window_seconds``: Whisper) is encoded one of those windows at a time, as one pass does too; its trainable
+``tokens`` part then sees the neighbouring windows' nearest frames, so the tokens at window edges are those of one
+pass.
 """
 
 from __future__ import annotations
@@ -24,77 +25,64 @@ from torch import Tensor
 from emo_lightning.components.base import AudioEncoder
 
 
-def _aligned_step(frames_per_feature_grid: float, limit: int = 1000) -> int:
+def _aligned_step(frames_per_feature: float, limit: int = 1000) -> int:
     """The smallest number of frames k ≥ 1 that spans a whole number of encoder features (1 where none ≤ limit)."""
-    ratio = Fraction(frames_per_feature_grid).limit_denominator(limit)
-    return ratio.denominator if abs(float(ratio) - frames_per_feature_grid) < 1e-9 else 1
+    ratio = Fraction(frames_per_feature).limit_denominator(limit)
+    return ratio.denominator if abs(float(ratio) - frames_per_feature) < 1e-9 else 1
 
 
-def _encode_pieces(encoder: AudioEncoder, waveform: Tensor, samples_per_frame: float,
-                   spans: list[tuple[int, int, int, int]]) -> Tensor:
-    """Encode ``(lo, hi)`` frames of audio per span, keep its ``[start, stop)`` frames, concatenate."""
-    pieces = []
-    for lo, hi, start, stop in spans:
-        chunk = waveform[:, round(lo * samples_per_frame):round(hi * samples_per_frame)]
-        pieces.append(encoder(chunk, hi - lo)[:, start - lo:stop - lo])
-    return torch.cat(pieces, dim=1)
-
-
-def _fixed_window_tokens(encoder: AudioEncoder, waveform: Tensor, num_frames: int, per_window: int) -> Tensor:
-    """Tokens of an encoder with windows of its own (``per_window`` frames each), one window at a time: its
-    ``features`` of each window, with those of the neighbouring windows' nearest frames as the head's context."""
+def _fixed_windows(encoder: AudioEncoder, waveform: Tensor, num_frames: int, per_window: int,
+                   features: bool) -> Tensor:
+    """An encoder with windows of its own (``per_window`` frames each), one window at a time: the ``features`` of
+    each window; for tokens, ``tokens`` of each window's features with its neighbours' nearest ±window frames."""
     samples_per_frame = waveform.shape[-1] / num_frames
-    features_per_frame = samples_per_frame * encoder.feature_rate / encoder.sample_rate
-    step = _aligned_step(features_per_frame)
-    context = math.ceil(encoder.window / step) * step + step  # frames; + step: the interpolation's neighbour
-    context_features = round(context * features_per_frame)
     bounds = [(s, min(s + per_window, num_frames)) for s in range(0, num_frames, per_window)]
 
-    def features(i: int) -> Tensor | None:
-        if not 0 <= i < len(bounds):
+    def window_features(i: int) -> Tensor | None:
+        if i >= len(bounds):
             return None
         lo, hi = bounds[i]
-        return encoder.features(waveform[:, round(lo * samples_per_frame):round(hi * samples_per_frame)])
+        return encoder.features(waveform[:, round(lo * samples_per_frame):round(hi * samples_per_frame)], hi - lo)
 
-    pieces, previous, current = [], None, features(0)
-    for i, (start, stop) in enumerate(bounds):
-        following = features(i + 1)
-        parts, lo, hi = [current], start, stop
-        if previous is not None:
-            parts.insert(0, previous[:, -context_features:])
-            lo -= context
-        if following is not None:
-            parts.append(following[:, :context_features])
-            hi = min(num_frames, hi + context)
-        tokens = encoder.head(torch.cat(parts, dim=1), hi - lo,
-                              round(hi * samples_per_frame) - round(lo * samples_per_frame))
-        pieces.append(tokens[:, start - lo:stop - lo])
+    if features:
+        return torch.cat([window_features(i) for i in range(len(bounds))], dim=1)
+    m = encoder.window
+    pieces, previous, current = [], None, window_features(0)
+    for i in range(len(bounds)):
+        following = window_features(i + 1)
+        before = previous[:, previous.shape[1] - m:] if previous is not None and m else current[:, :0]
+        after = following[:, :m] if following is not None and m else current[:, :0]
+        tokens = encoder.tokens(torch.cat([before, current, after], dim=1))
+        pieces.append(tokens[:, before.shape[1]:before.shape[1] + current.shape[1]])
         previous, current = current, following
     return torch.cat(pieces, dim=1)
 
 
 def encode_audio(encoder: AudioEncoder, waveform: Tensor, num_frames: int, window_s: float = 10.0,
-                 context_s: float = 2.0) -> Tensor:
-    """``encoder(waveform, num_frames)``, ``(B, S) -> (B, F, 2m+1, D)``, in windows of ``window_s`` seconds.
+                 context_s: float = 2.0, features: bool = False) -> Tensor:
+    """``encoder(waveform, num_frames)``, ``(B, S) -> (B, F, 2m+1, D)``, in windows of ``window_s`` seconds;
+    with ``features``, the encoder's frozen part ``encoder.features(waveform, num_frames)`` ``-> (B, F, D)``.
 
     Frame f covers samples [f·S/F, (f+1)·S/F) in every window, as the :class:`AudioEncoder` interface states.
     """
+    encode = encoder.features if features else encoder
     samples_per_frame = waveform.shape[-1] / num_frames
     frames_per_second = encoder.sample_rate / samples_per_frame
     if encoder.window_seconds:
         per_window = encoder.window_seconds * frames_per_second
         if abs(per_window - round(per_window)) > 1e-6 or num_frames <= round(per_window):
-            return encoder(waveform, num_frames)  # it windows itself; frames straddle its windows
-        return _fixed_window_tokens(encoder, waveform, num_frames, round(per_window))
+            return encode(waveform, num_frames)  # it windows itself; here frames straddle its windows
+        return _fixed_windows(encoder, waveform, num_frames, round(per_window), features)
     step = _aligned_step(samples_per_frame * encoder.feature_rate / encoder.sample_rate) if encoder.feature_rate else 1
     window = math.ceil(max(1, round(window_s * frames_per_second)) / step) * step
     context = round(context_s * frames_per_second)
     if num_frames <= window + 2 * context:
-        return encoder(waveform, num_frames)
-    spans = []
+        return encode(waveform, num_frames)
+    pieces = []
     for start in range(0, num_frames, window):
         stop = min(start + window, num_frames)
-        lo = max(0, start - context) // step * step
+        lo = max(0, start - context) // step * step  # cuts on the encoder's feature grid
         hi = min(num_frames, math.ceil((stop + context) / step) * step)
-        spans.append((lo, hi, start, stop))
-    return _encode_pieces(encoder, waveform, samples_per_frame, spans)
+        chunk = waveform[:, round(lo * samples_per_frame):round(hi * samples_per_frame)]
+        pieces.append(encode(chunk, hi - lo)[:, start - lo:stop - lo])
+    return torch.cat(pieces, dim=1)

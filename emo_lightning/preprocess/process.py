@@ -11,8 +11,15 @@ import cv2
 import numpy as np
 import torch
 
-from emo_lightning.components.base import VAE, AudioEncoder, FaceDetector, PoseEstimator
-from emo_lightning.preprocess.crop import DEFAULT_MARGIN, DEFAULT_MIN_FACE, boxes_in_crop, crop_frames, square_region
+from emo_lightning.components.base import VAE, AudioEncoder, FaceDetector, FaceLandmarks, PoseEstimator
+from emo_lightning.preprocess.crop import (
+    DEFAULT_MARGIN,
+    DEFAULT_MIN_FACE,
+    boxes_in_crop,
+    crop_frames,
+    points_in_crop,
+    square_region,
+)
 from emo_lightning.preprocess.decode import aligned_audio, audio_span, has_audio, resampled_frames, segments
 from emo_lightning.preprocess.faces import face_track
 
@@ -51,22 +58,28 @@ def encode_latents(vae: VAE, crops: np.ndarray, batch: int = 8) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_audio_features(encoder: AudioEncoder, audio: np.ndarray) -> np.ndarray:
-    """float32 (S,) audio → the encoder's frozen ``features`` float16 (T, D) at its ``feature_rate``, as training would
-    compute them from this audio."""
+def encode_audio_features(encoder: AudioEncoder, audio: np.ndarray, num_frames: int) -> np.ndarray:
+    """float32 (S,) audio of ``num_frames`` video frames → the encoder's frozen features float16 (F, feature_dim), as
+    training would compute them from this audio (long audio in windows, see :func:`encode_audio`)."""
+    from emo_lightning.model.audio_windows import encode_audio
+
     if len(audio) == 0:
-        return np.zeros((0, 0), np.float16)
-    return encoder.features(torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None])[0].half().numpy()
+        return np.zeros((0, encoder.feature_dim), np.float16)
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
+    return encode_audio(encoder, waveform, num_frames, features=True)[0].half().numpy()
 
 
 def process_video(path: str | Path, video_id: str, identity: str, settings: Settings, detector: FaceDetector,
                   estimator: PoseEstimator, emit: Callable[[dict[str, Any]], None],
-                  vae: VAE | None = None, audio_encoder: AudioEncoder | None = None) -> dict[str, Any]:
+                  vae: VAE | None = None, audio_encoder: AudioEncoder | None = None,
+                  landmarks: FaceLandmarks | None = None) -> dict[str, Any]:
     """Turn one video into items handed to ``emit``; return the report fields (frames, segments kept/dropped).
 
     A segment is kept when a face is found in at least ``min_face_frames`` of its frames; its square crop is the
     union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``, with an
-    ``audio_encoder`` its audio's ``audio_features`` (the encoder's frozen ``features``; empty without sound).
+    ``audio_encoder`` its frames' ``audio_features`` (the encoder's frozen part; (0, feature_dim) without sound);
+    with ``landmarks``, each frame's ``landmarks`` float16 (F, num_points, 2) in crop pixels (found on the source
+    frame in its face box; NaN where none).
     Raises MediaError for unreadable or truncated files (the caller discards anything already emitted).
     """
     sound = has_audio(path)
@@ -89,7 +102,10 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
         clip_audio = (audio_span(audio, first, len(frames), settings.fps, settings.sample_rate) if sound
                       else np.zeros(0, np.float32))
         if audio_encoder is not None:
-            cached["audio_features"] = encode_audio_features(audio_encoder, clip_audio)
+            cached["audio_features"] = encode_audio_features(audio_encoder, clip_audio, len(frames))
+        if landmarks is not None:
+            points = points_in_crop(landmarks.detect_video(frames, boxes), region, settings.resolution)
+            cached["landmarks"] = points.astype(np.float16)
         emit({
             "key": f"{video_id}/{len(kept)}",
             "identity": identity,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
@@ -92,14 +93,15 @@ def _build(kind: str, spec: dict[str, Any]) -> Any:
 
 
 def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], estimator: dict[str, Any],
-                 chunk_bytes: str, single_thread: bool) -> None:
+                 landmarks: dict[str, Any] | None, chunk_bytes: str, single_thread: bool) -> None:
     if single_thread:  # one process per core
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
                    detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
                    vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None,
-                   audio_encoder=_audio_features_encoder(settings))
+                   audio_encoder=_audio_features_encoder(settings),
+                   landmarks=_build("landmarks", landmarks) if landmarks else None)
 
 
 def _audio_features_encoder(settings: Settings) -> AudioEncoder | None:
@@ -109,7 +111,7 @@ def _audio_features_encoder(settings: Settings) -> AudioEncoder | None:
     encoder = _build("audio_encoder", settings.cache_audio).eval()
     if not encoder.caches_features:
         raise ValueError(f"cache_audio={settings.cache_audio}: this audio encoder has no frozen feature part to store "
-                         "(frozen encoders with `features` and `head` do: wav2vec2, hubert, whisper with freeze: true)")
+                         "(encoders with `features`/`tokens` do, e.g. wav2vec2 with freeze: true)")
     if encoder.sample_rate != settings.sample_rate:
         raise ValueError(f"cache_audio: the encoder takes {encoder.sample_rate} Hz audio, the data set is made at "
                          f"sample_rate={settings.sample_rate}")
@@ -125,7 +127,7 @@ def _run(job: Job) -> dict[str, Any]:
     try:
         report.update(process_video(job.source, job.video_id, job.identity, _worker["settings"],
                                     _worker["detector"], _worker["estimator"], writer.add, _worker["vae"],
-                                    _worker["audio_encoder"]))
+                                    _worker["audio_encoder"], _worker["landmarks"]))
         if report["segments"]:
             report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1], index=writer.commit())
         else:
@@ -146,29 +148,36 @@ def _check_settings(output: Path, recorded: dict[str, Any]) -> None:
     path = output / "preprocess.json"
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = sorted(k for k in recorded if previous.get(k) != recorded[k])  # a setting added later: None before
-        if changed:
+        if previous != recorded:
+            changed = sorted(k for k in recorded if previous.get(k) != recorded[k])
             raise ValueError(f"{output} was preprocessed with other settings ({', '.join(changed)} differ): "
                              "use another output folder, or delete it to start over")
     write_json(path, recorded)
 
 
-def _metadata(settings: Settings, reports: list[dict[str, Any]], audio_feature_rate: float | None) -> dict[str, Any]:
-    """What the DataModule needs to know without reading items: item order, identities, audio, lengths."""
+def _metadata(settings: Settings, reports: list[dict[str, Any]], landmarks: dict[str, Any] | None) -> dict[str, Any]:
+    """What the DataModule needs to know without reading items: item order, identities, audio, lengths, and the
+    landmark model's spec, point count and regions when items hold landmarks."""
     videos = [{"id": r["id"], "identity": r["identity"], "has_audio": r["has_audio"],
                "segments": [s["frames"] for s in r["segments"]]} for r in reports if r["status"] == "kept"]
+    model = _worker["landmarks"]
+    points = {"spec": landmarks, "num_points": model.num_points,
+              "regions": {name: np.asarray(idx).tolist() for name, idx in model.regions.items()}} if model else None
     return {"version": 1, "fps": settings.fps, "resolution": settings.resolution,
             "sample_rate": settings.sample_rate, "latents": settings.cache_vae,
-            "audio_features": settings.cache_audio, "audio_feature_rate": audio_feature_rate, "videos": videos}
+            "audio_features": settings.cache_audio, "landmarks": points, "videos": videos}
 
 
 def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Settings,
         face_detector: dict[str, Any], pose_estimator: dict[str, Any], workers: int = 1,
-        identity: str = "stem", chunk_bytes: str = "64MB", progress: bool = True) -> dict[str, Any]:
-    """Preprocess every video of ``inputs`` not done yet into ``output``; return the manifest."""
+        identity: str = "stem", chunk_bytes: str = "64MB", progress: bool = True,
+        landmarks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Preprocess every video of ``inputs`` not done yet into ``output``; return the manifest. ``landmarks``: a
+    landmarks component spec whose points each item stores (None or name ``none``: no landmarks)."""
     output = Path(output)
     videos = list_videos(inputs)
-    args = (output, settings, face_detector, pose_estimator, chunk_bytes)
+    landmarks = None if not landmarks or landmarks.get("name") == "none" else dict(landmarks)
+    args = (output, settings, face_detector, pose_estimator, landmarks, chunk_bytes)
     _init_worker(*args, single_thread=False)  # a bad component spec or missing models fail here, before any write
     for sub in ("data", "reports"):
         (output / sub).mkdir(parents=True, exist_ok=True)
@@ -178,7 +187,8 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         raise RuntimeError(f"another `emo preprocess` is writing to {output}") from None
     with lock:
         _check_settings(output, {**settings.as_dict(), "face_detector": face_detector,
-                                 "pose_estimator": pose_estimator, "identity": identity, "chunk_bytes": chunk_bytes})
+                                 "pose_estimator": pose_estimator, "landmarks": landmarks, "identity": identity,
+                                 "chunk_bytes": chunk_bytes})
         shutil.rmtree(output / ".work", ignore_errors=True)  # what a killed run was writing
         jobs = [Job(str(video), video_id(video, root), identity_of(video, identity)) for video, root in videos]
         todo = [job for job in jobs if not finished(output / "reports", job.video_id, job.source)]
@@ -193,7 +203,7 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         shutil.rmtree(output / ".work", ignore_errors=True)
         reports = [r for r in read_reports(output / "reports") if r["id"] in {job.video_id for job in jobs}]
         write_index(output / "data", [r["index"] for r in reports if r["status"] == "kept"],
-                    _metadata(settings, reports, getattr(_worker["audio_encoder"], "feature_rate", None)))
+                    _metadata(settings, reports, landmarks))
         return write_manifest(output, settings.as_dict(), reports)
 
 
@@ -229,4 +239,5 @@ def preprocess(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run from the composed ``conf/preprocess.yaml``."""
     settings = Settings(**{f.name: cfg[f.name] for f in fields(Settings) if f.name in cfg})
     return run(cfg["input"], cfg["output"], settings, cfg["face_detector"], cfg["pose_estimator"],
-               workers=cfg["workers"], identity=cfg["identity"], chunk_bytes=cfg["chunk_bytes"])
+               workers=cfg["workers"], identity=cfg["identity"], chunk_bytes=cfg["chunk_bytes"],
+               landmarks=cfg.get("landmarks"))

@@ -1,8 +1,9 @@
 """Shared machinery of the encoders built on a pretrained transformers speech model (wav2vec2, HuBERT, Whisper).
 
-Each is split in two: ``features(waveform)`` runs the (frozen by default) speech model and concatenates the hidden
-states of the chosen ``layers`` at the model's own ``feature_rate``; the trainable head takes those features to the
-video frames (by time), projects them to ``output_dim`` and windows them ±``window`` frames.
+Each is split in two, as :class:`~emo_lightning.components.base.AudioEncoder` describes: ``features`` runs the
+(frozen by default) speech model, concatenates the hidden states of the chosen ``layers`` and takes them from the
+model's own ``feature_rate`` to the video frames (by time); the trainable ``tokens`` part projects them to
+``output_dim`` and windows them ±``window`` frames. Frozen features can be cached by `emo preprocess cache_audio=…`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class SpeechModelEncoder(AudioEncoder):
     :meth:`hidden_states`.
     """
 
-    feature_arguments = ("pretrained", "config", "layers")  # what ``features`` depends on (cached features)
+    feature_arguments = ("pretrained", "config", "layers")
 
     def _setup_head(self, layers: list[int] | None, num_states: int, hidden_size: int, output_dim: int, window: int,
                     freeze: bool, pretrained: str | None) -> None:
@@ -59,6 +60,7 @@ class SpeechModelEncoder(AudioEncoder):
         if getattr(self.model, "masked_spec_embed", None) is not None:
             self.model.masked_spec_embed.requires_grad_(False)  # SpecAugment is off: never used
         self.frozen = freeze
+        self.feature_dim = in_dim if freeze else None  # a trained speech model's features change: nothing to cache
         if freeze:
             self.model.requires_grad_(False)
             self.model.eval()
@@ -75,17 +77,12 @@ class SpeechModelEncoder(AudioEncoder):
         """Every hidden state of the speech model, each ``(B, T, hidden)`` at ``feature_rate``."""
         raise NotImplementedError
 
-    def features(self, waveform: Tensor) -> Tensor:
-        """``(B, S) -> (B, T, hidden·len(layers))`` at ``feature_rate``: the frozen part of the encoder."""
+    def features(self, waveform: Tensor, num_frames: int) -> Tensor:
+        """``(B, S) -> (B, num_frames, hidden·len(layers))``: the frozen part of the encoder."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             states = self.hidden_states(waveform)
-        return torch.cat([states[i] for i in self.layers], dim=-1)
+        return features_at_frames(torch.cat([states[i] for i in self.layers], dim=-1), num_frames,
+                                  waveform.shape[-1], self.sample_rate, self.feature_rate)
 
-    def head(self, features: Tensor, num_frames: int, num_samples: int) -> Tensor:
-        """Features of ``num_samples`` samples → ``(B, num_frames, 2·window+1, output_dim)``: the trainable part."""
-        frames = features_at_frames(features.to(self.proj[0].weight.dtype), num_frames, num_samples,
-                                    self.sample_rate, self.feature_rate)
-        return sliding_window(self.proj(frames), self.window)
-
-    def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
-        return self.head(self.features(waveform), num_frames, waveform.shape[-1])
+    def tokens(self, features: Tensor) -> Tensor:
+        return sliding_window(self.proj(features.to(self.proj[0].weight.dtype)), self.window)
