@@ -45,6 +45,7 @@ def _count_calls(modules) -> list[int]:
     return counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 3])
 def test_gradient_checkpointing_leaves_gradients_unchanged(stage, monkeypatch):
     torch.manual_seed(0)
