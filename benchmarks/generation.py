@@ -27,17 +27,15 @@ from emo_lightning.config import compose_config
 from emo_lightning.model.sampler import ClipSampler, Guidance
 from emo_lightning.training import EMOLightningModule
 
-RATE = 16000
-
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def speech_like(seconds: float, seed: int = 0) -> torch.Tensor:
+def speech_like(seconds: float, rate: int, seed: int = 0) -> torch.Tensor:
     """Noise under a syllable-rate (4 Hz) envelope: the audio encoders' cost does not depend on the words."""
     generator = torch.Generator().manual_seed(seed)
-    t = torch.arange(int(seconds * RATE)) / RATE
+    t = torch.arange(int(seconds * rate)) / rate
     return 0.2 * torch.randn(t.shape, generator=generator) * torch.sin(torch.pi * 4 * t).abs()
 
 
@@ -50,11 +48,12 @@ def generation_run(seconds: float, steps: int) -> dict[str, Any]:
     """One video of ``seconds`` through the whole path (sampler, VAE decode, H.264/AAC streaming)."""
     module = tiny_model()
     image, mask = torch.rand(1, 3, 32, 32) * 2 - 1, torch.ones(1, 1, 32, 32)
+    rate = module.model.audio_encoder.sample_rate
     with tempfile.TemporaryDirectory() as folder:
-        module.generate_video(image, speech_like(1.0), mask, Path(folder) / "warm.mp4", steps=steps)
+        module.generate_video(image, speech_like(1.0, rate), mask, Path(folder) / "warm.mp4", steps=steps)
         model_mb = peak_rss_mb()
         start = time.perf_counter()
-        module.generate_video(image, speech_like(seconds), mask, Path(folder) / "out.mp4", steps=steps)
+        module.generate_video(image, speech_like(seconds, rate), mask, Path(folder) / "out.mp4", steps=steps)
         elapsed = time.perf_counter() - start
     frames = round(seconds * module.hparams.fps)
     return {"seconds": seconds, "frames": frames, "fps": frames / elapsed, "model_mb": model_mb,
@@ -88,7 +87,7 @@ def cache_run(steps: int, seconds: float = 2.0) -> dict[str, Any]:
     cached = module.sampler(steps=steps, guidance=Guidance(1.0, 2.0))
     recomputing = RecomputingSampler(cached.model, cached.scheduler, cached.num_frames, cached.motion_frames,
                                      steps, cached.guidance, cached.temporal, cached.use_audio, cached.use_speed)
-    waveform = speech_like(seconds)[None]
+    waveform = speech_like(seconds, module.model.audio_encoder.sample_rate)[None]
     frames = round(seconds * module.hparams.fps)
     args = (torch.rand(1, 3, 32, 32) * 2 - 1, waveform, frames, torch.ones(1, 1, 32, 32))
     result, videos = {}, []
@@ -105,7 +104,7 @@ def wav2vec2_run(seconds: float, windowed: bool) -> dict[str, Any]:
     from emo_lightning.model.audio_windows import encode_audio
 
     encoder = registry.build("audio_encoder", "wav2vec2", config={}, output_dim=768).eval()
-    waveform, frames = speech_like(seconds)[None], round(seconds * 25)
+    waveform, frames = speech_like(seconds, encoder.sample_rate)[None], round(seconds * 25)
     model_mb = peak_rss_mb()
     start = time.perf_counter()
     with torch.no_grad():

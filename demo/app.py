@@ -29,14 +29,23 @@ FALLBACK_DEFAULTS = {"num_inference_steps": 40, "guidance_reference": 1.0, "guid
 
 
 def find_checkpoints(path: Path) -> dict[str, Path]:
-    """Label → file: ``path`` itself, or every ``*.ckpt`` under the folder ``path`` (labels relative to it)."""
+    """Label → file: ``path`` itself, or every ``*.ckpt`` under the folder ``path`` (labels relative to it); LoRA
+    adapters (applied to their base model) are labelled as such."""
     if path.is_file():
-        return {path.name: path}
+        return {_label(path, path.name): path}
     if path.is_dir():
         found = sorted(path.rglob("*.ckpt"))
         if found:
-            return {str(p.relative_to(path)): p for p in found}
+            return {_label(p, str(p.relative_to(path))): p for p in found}
     raise SystemExit(f"demo: no checkpoint at {path} (give a .ckpt file or a folder holding some)")
+
+
+def _label(path: Path, name: str) -> str:
+    try:
+        hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    except CheckpointError:
+        return name  # the error shows when generating
+    return f"{name} (LoRA adapter on {Path(hparams.get('init_from') or '?').name})" if hparams.get("lora") else name
 
 
 def model_defaults(path: Path) -> dict[str, float]:

@@ -21,7 +21,7 @@ from emo_lightning.config import compose_config, to_lightning_cli
 
 USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate} [overrides ...]
        emo <subcommand> --config FILE
-       emo plugins
+       emo plugins [check <kind>.<name>]
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
   emo fit experiment=tiny model/audio_encoder=mel      swap a component by its config group
@@ -34,6 +34,7 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate}
   emo test ckpt_path=… data=preprocessed data.path=…   generate the held-out items and score them the same way
         [evaluate.frame_features=random_conv …]        (into <trainer.default_root_dir>/test_evaluation)
   emo plugins                                          list every registered component
+  emo plugins check audio_encoder.whisper              run one component's contract checks (plugin authors)
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
         [image_steps=N video_steps=N]                  sync.png (other arguments: overrides of both phases)
   emo fit --help                                       LightningCLI's full reference
@@ -68,9 +69,10 @@ def fit_config(overrides: list[str]) -> dict[str, Any]:
     from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
 
     cfg = to_lightning_cli(compose_config("fit", overrides))
-    if cfg.get("ckpt_path"):
-        hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters") or {}
-        check_architecture(hparams, cfg["model"], cfg["ckpt_path"])
+    # a resumed run, and the base model of LoRA adapters, must be the configured architecture
+    for path in (cfg.get("ckpt_path"), cfg["model"].get("init_from") if cfg["model"].get("lora") else None):
+        if path:
+            check_architecture(read_checkpoint(path).get("hyper_parameters") or {}, cfg["model"], path)
     return cfg
 
 
@@ -96,14 +98,20 @@ def test_config(overrides: list[str]) -> dict[str, Any]:
 
 def predict_config(overrides: list[str]) -> dict[str, Any]:
     """A LightningCLI ``predict`` config: the model from the checkpoint's own hyper-parameters."""
-    from emo_lightning.training.checkpoint import model_hparams, read_checkpoint
+    from emo_lightning.training.checkpoint import model_hparams, read_checkpoint, with_adapter
 
     cfg = compose_config("predict", overrides)
     hparams = model_hparams(read_checkpoint(cfg["ckpt_path"]), cfg["ckpt_path"])
+    lora, base = cfg.pop("lora"), cfg["ckpt_path"]
+    if hparams.get("lora") and not lora:  # ckpt_path is an adapter: its base is the run's init_from
+        lora, base = base, hparams["init_from"]
+    if lora:  # the module loads the base (init_from) and the adapter itself: LightningCLI would replace the
+        # configured model with a ckpt_path's saved hyper-parameters, dropping the adapter
+        hparams = with_adapter(model_hparams(read_checkpoint(base), base), lora, base)
+        cfg["ckpt_path"] = None
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
                                           "guidance_reference", "guidance_audio", "speed", "sampler", "fps")}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
-                sample_rate=hparams["audio_encoder"].get("sample_rate", 16000),
                 class_path="emo_lightning.data.PredictDataModule")
     return to_lightning_cli({**cfg, "model": hparams, "data": data})
 
@@ -126,6 +134,20 @@ def print_plugins() -> None:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {source:<{widths[2]}}  {status}")
 
 
+def check_plugin(args: list[str]) -> None:
+    """``emo plugins check <kind>.<name> [image=<photo>]``: one component's contract checks; exit 1 on a failure."""
+    from emo_lightning.contract import check_report
+
+    targets = [a for a in args if "=" not in a]
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    if len(targets) != 1 or set(options) - {"image"}:
+        raise SystemExit("usage: emo plugins check <kind>.<name> [image=<photo of one face>]")
+    ok, report = check_report(targets[0], options.get("image"))
+    print(report)
+    if not ok:
+        raise SystemExit(1)
+
+
 def _friendly_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -145,7 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     try:
-        if command == "plugins":
+        if command == "plugins" and rest[:1] == ["check"]:
+            check_plugin(rest[1:])
+        elif command == "plugins":
             print_plugins()
         elif command == "quickstart":
             from emo_lightning.quickstart import parse_arguments, quickstart

@@ -94,12 +94,17 @@ def test_fit_reproduces_from_the_saved_config(tiny_run, tmp_path):
     assert torch.load(tmp_path / "runs/t/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2
 
 
-def test_audio_encoder_swap(workdir):
-    emo("fit", "experiment=tiny", "model/audio_encoder=wav2vec2_tiny", "trainer.max_steps=5",
-        "trainer.default_root_dir=runs/m", cwd=workdir)
-    config = yaml.safe_load((workdir / "runs/m/config.yaml").read_text())
-    assert config["model"]["audio_encoder"]["name"] == "wav2vec2"
-    assert torch.load(workdir / "runs/m/checkpoints/last.ckpt", weights_only=True)["global_step"] == 5
+@pytest.mark.parametrize("encoder", ["wav2vec2_tiny", "whisper_tiny", "hubert_tiny"])
+def test_audio_encoder_swap_trains_and_predicts(encoder, media, workdir):
+    emo("fit", "experiment=tiny", f"model/audio_encoder={encoder}", "trainer.max_steps=2", "logger=none",
+        f"trainer.default_root_dir=runs/{encoder}", cwd=workdir)
+    config = yaml.safe_load((workdir / f"runs/{encoder}/config.yaml").read_text())
+    assert config["model"]["audio_encoder"]["name"] == encoder.split("_")[0]
+    image, audio = media
+    emo("predict", f"ckpt_path=runs/{encoder}/checkpoints/last.ckpt", f"image={image}", f"audio={audio}",
+        f"output={encoder}.mp4", "steps=1", cwd=workdir)
+    assert torch.load(workdir / f"runs/{encoder}/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2
+    assert abs(probe_video(workdir / f"{encoder}.mp4")["num_frames"] - 1.3 * 25) <= 1
 
 
 def test_lr_schedule_warms_up_then_decays_over_max_steps(workdir):

@@ -2,7 +2,7 @@
 
 For each component: build it tiny (its ``tiny`` config), then check output shapes and dtype, that
 gradients reach every trainable parameter, and that its config survives a YAML round trip and rebuilds
-the same module.
+the same module. The probes live in :mod:`emo_lightning.contract`, which ``emo plugins check`` runs too.
 """
 
 from __future__ import annotations
@@ -12,137 +12,43 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
-from omegaconf import OmegaConf
 from skimage.data import astronaut
 
-from emo_lightning import registry
+from emo_lightning import contract, registry
 from emo_lightning.components.base import INTERFACES
 
-# arguments EMO derives from the other components (see emo_lightning/model/emo.py)
-DERIVED = {
-    "audio_encoder": {"output_dim": 16},
-    "face_locator": {"latent_channels": 4, "downsample": 4},
-    "temporal_block": {"channels": 16, "speed_dim": 8, "location": "down_blocks.1.attentions.0"},
-}
-
 ENTRIES = registry.entries()
-
-
-def build(entry: registry.Entry, config: dict | None = None) -> object:
-    """The component built from ``config`` (default: its tiny config); skips where its weights are absent."""
-    if config is None:
-        config = {**entry.tiny_config(), **DERIVED.get(entry.kind, {})}
-    try:
-        return registry.build(entry.kind, entry.name, **config)
-    except (FileNotFoundError, ImportError) as err:  # pretrained weights (or their package) absent here
-        pytest.skip(f"{entry.kind} {entry.name} cannot be built here: {err}")
-
-
-def outputs(entry: registry.Entry, component: object) -> list[torch.Tensor]:
-    """Run the component on small inputs; return its outputs."""
-    kind = entry.kind
-    if kind == "audio_encoder":
-        return [component(torch.randn(2, 6400) * 0.1, 10)]
-    if kind == "face_locator":
-        return [component(torch.rand(2, 1, 32, 32))]
-    if kind == "temporal_block":
-        x = torch.randn(2, 16, 3, 4, 4)
-        return [component(x, torch.randn(2, 16, 2, 4, 4), torch.randn(2, 3, 8))]
-    if kind == "speed_encoder":
-        return [component(torch.rand(2, 6) * 2)]
-    if kind == "vae":
-        latents = component.encode(torch.rand(1, 3, 16, 16) * 2 - 1)
-        return [latents, component.decode(latents)]
-    if kind == "unet":
-        cfg = component.config
-        sample = torch.randn(2, cfg.in_channels, 8, 8)
-        return [component(sample, torch.tensor([1, 500]), torch.randn(2, 3, cfg.cross_attention_dim)).sample]
-    if kind == "frame_features":
-        return [component(torch.randint(0, 256, (2, 3, 24, 32), dtype=torch.uint8))]
-    if kind == "video_features":
-        return [component(torch.randint(0, 256, (2, 3, max(component.min_frames, 4), 24, 32), dtype=torch.uint8))]
-    if kind == "sync_model":
-        size, frames = component.crop_size, component.window + 2
-        crops = torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8)
-        return [component.embed_video(crops), component.embed_audio(torch.randn(16000) * 0.1, frames)]
-    raise AssertionError(kind)
-
-
-def expected_shapes(entry: registry.Entry, component: object) -> list[tuple[int, ...]]:
-    kind = entry.kind
-    if kind == "audio_encoder":
-        return [(2, 10, 2 * component.window + 1, 16)]
-    if kind == "face_locator":
-        return [(2, 4, 8, 8)]
-    if kind == "temporal_block":
-        return [(2, 16, 3, 4, 4)]
-    if kind == "speed_encoder":
-        return [(2, 6, component.output_dim)]
-    if kind == "vae":
-        f = component.downsample
-        return [(1, component.latent_channels, 16 // f, 16 // f), (1, 3, 16, 16)]
-    if kind == "unet":
-        return [(2, component.config.in_channels, 8, 8)]
-    if kind in ("frame_features", "video_features"):
-        return [(2, component.num_features)]
-    if kind == "sync_model":
-        return [(3, component.dim)] * 2
-    raise AssertionError(kind)
 
 
 def ids(entries: list[registry.Entry]) -> list[str]:
     return [f"{e.kind}-{e.name}" for e in entries]
 
 
-# plain ABCs over numpy images, not nn.Modules
-PREPROCESSING_KINDS = ("face_detector", "pose_estimator", "landmarks", "face_embedder")
-MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler" and e.kind not in PREPROCESSING_KINDS]
+def run(check, *args) -> str:
+    try:
+        return check(*args)
+    except contract.NotApplicable as why:
+        pytest.skip(str(why))
+    except (FileNotFoundError, ImportError) as err:  # pretrained models (or their package) absent here
+        pytest.skip(f"cannot be built here: {err}")
+
+
+MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler" and e.kind not in contract.PREPROCESSING_KINDS]
 
 
 @pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
 def test_shapes_and_dtype(entry):
-    torch.manual_seed(0)
-    component = build(entry)
-    assert isinstance(component, INTERFACES[entry.kind])
-    results = outputs(entry, component)
-    assert [tuple(r.shape) for r in results] == expected_shapes(entry, component)
-    for result in results:
-        assert result.dtype == torch.float32
-        assert torch.isfinite(result).all()
+    run(contract.check_shapes_and_dtype, entry)
 
 
 @pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
 def test_gradients_reach_every_trainable_parameter(entry):
-    torch.manual_seed(0)
-    component = build(entry)
-    trainable = {n: p for n, p in component.named_parameters() if p.requires_grad}
-    if not trainable:
-        pytest.skip(f"{entry.kind} {entry.name} has no trainable parameters (frozen by design)")
-    # zero-initialised output layers (identity at start) would hide the gradient of everything before them
-    with torch.no_grad():
-        for p in trainable.values():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.02)
-    loss = sum(r.float().pow(2).mean() for r in outputs(entry, component))
-    loss.backward()
-    missing = [n for n, p in trainable.items() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no gradient reaches {missing}"
-    assert sum(p.grad.abs().sum() for p in trainable.values()) > 0
+    run(contract.check_gradients, entry)
 
 
 @pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
 def test_config_round_trip(entry):
-    """The tiny config survives YAML, and rebuilding from it gives the same module with the same seed."""
-    config = {**entry.tiny_config(), **DERIVED.get(entry.kind, {})}
-    restored = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.create(config))))
-    assert restored == config
-    torch.manual_seed(1)
-    first = build(entry, config).state_dict()
-    torch.manual_seed(1)
-    second = build(entry, restored).state_dict()
-    assert first.keys() == second.keys()
-    assert all(torch.equal(first[k], second[k]) for k in first)
+    run(contract.check_config_round_trip, entry)
 
 
 SCHEDULERS = [e for e in ENTRIES if e.kind == "scheduler"]
@@ -151,21 +57,7 @@ SCHEDULERS = [e for e in ENTRIES if e.kind == "scheduler"]
 @pytest.mark.parametrize("entry", SCHEDULERS, ids=ids(SCHEDULERS))
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_scheduler_denoises_a_known_sample(entry, prediction_type):
-    """With an oracle model (the true noise / velocity), sampling recovers the clean sample."""
-    scheduler = registry.build(entry.kind, entry.name, prediction_type=prediction_type,
-                               beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing")
-    clean = torch.rand(1, 4, 2, 4, 4) * 2 - 1
-    scheduler.set_timesteps(20)
-    noise = torch.randn_like(clean)
-    latents = noise * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        model_in = scheduler.scale_model_input(latents, t)
-        # the exact prediction for a data set holding only `clean`
-        alpha_bar = scheduler.alphas_cumprod[int(t)]
-        eps = (model_in - alpha_bar.sqrt() * clean) / (1 - alpha_bar).sqrt()
-        pred = eps if prediction_type == "epsilon" else alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * clean
-        latents = scheduler.step(pred, t, latents).prev_sample
-    assert torch.allclose(latents, clean, atol=0.05)
+    run(contract.check_scheduler_denoises, entry, prediction_type)
 
 
 PREPROCESSING = [e for e in ENTRIES if e.kind in ("face_detector", "pose_estimator")]
@@ -176,7 +68,10 @@ NO_FACE = np.full((240, 320, 3), 90, np.uint8)
 
 
 def build_or_skip(entry: registry.Entry) -> object:
-    component = build(entry)  # skips where pretrained models (or their package) are absent
+    try:
+        component = contract.build_tiny(entry)
+    except (FileNotFoundError, ImportError) as err:  # pretrained models (or their package) absent here
+        pytest.skip(f"{entry.kind} {entry.name} cannot be built here: {err}")
     assert isinstance(component, INTERFACES[entry.kind])
     return component
 

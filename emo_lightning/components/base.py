@@ -55,21 +55,62 @@ class AudioEncoder(Component):
 
     ``forward(waveform (B, S) mono at sample_rate, num_frames F) -> (B, F, 2·window+1, output_dim)``.
     The frames evenly cover the waveform (frame f ↔ samples [f·S/F, (f+1)·S/F)).
+
+    An encoder whose first part is frozen (a pretrained wav2vec2) may split ``forward`` in two, so that
+    `emo preprocess cache_audio=…` can store the frozen part's output once and training runs only the rest:
+
+    * ``features(waveform (B, S), num_frames F) -> (B, F, feature_dim)``: the frozen part, one row per video frame;
+    * ``tokens(features (B, F, feature_dim)) -> (B, F, 2·window+1, output_dim)``: the trainable part.
+
+    Such an encoder sets ``feature_dim`` and ``feature_arguments`` (the constructor arguments its features depend
+    on: cached features serve a model whose encoder agrees on them) and inherits ``forward``
+    (``tokens(features(waveform, F))``). An encoder that overrides only ``forward`` works as before; its
+    features cannot be cached.
+
+    Each encoder declares the rates it works at: ``sample_rate`` (Hz of the waveform it takes; data loaders and
+    ``emo predict`` load audio at it) and ``feature_rate`` (its own features per second before they are taken to
+    the video frame rate; None when it has no such grid). ``window_seconds`` is set by encoders that see audio in
+    fixed windows from sample 0 (Whisper's 30 s); they split ``forward`` as below, so that long audio is encoded one
+    such window at a time (:mod:`emo_lightning.model.audio_windows`).
     """
 
     sample_rate: int = 16000
+    feature_rate: float | None = None
+    window_seconds: float | None = None
     output_dim: int
     window: int
+    feature_dim: int | None = None  # width of ``features``; None: no frozen part to cache
+    feature_arguments: tuple[str, ...] = ()
 
-    @abstractmethod
-    def forward(self, waveform: Tensor, num_frames: int) -> Tensor: ...
+    def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
+        return self.tokens(self.features(waveform, num_frames))
+
+    def features(self, waveform: Tensor, num_frames: int) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no frozen feature part: implement `forward`, or "
+                                  "`features` and `tokens` (see AudioEncoder)")
+
+    def tokens(self, features: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no frozen feature part: implement `forward`, or "
+                                  "`features` and `tokens` (see AudioEncoder)")
+
+    @property
+    def caches_features(self) -> bool:
+        """Whether ``features`` is frozen, so that `emo preprocess` can store it."""
+        return self.feature_dim is not None
 
     @classmethod
     def check_contract(cls, component: AudioEncoder) -> None:
         kw = _probe_kwargs(component)
         wave = torch.randn(2, int(component.sample_rate * 0.4), **kw) * 0.1
         with torch.no_grad():
-            out = component(wave, 10)
+            try:
+                out = component(wave, 10)
+            except NotImplementedError as exc:
+                raise PluginContractError(str(exc)) from exc
+            if component.caches_features:
+                features = component.features(wave, 10)
+                _expect(features, (2, 10, component.feature_dim), "features(waveform, 10)")
+                _expect(component.tokens(features), tuple(out.shape), "tokens(features)")
         _expect(out, (2, 10, 2 * component.window + 1, component.output_dim), "forward(waveform, 10)")
 
 

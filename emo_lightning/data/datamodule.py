@@ -5,12 +5,14 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.data.synthetic import SyntheticTalkingFaces
 
 
 class SyntheticDataModule(pl.LightningDataModule):
     """Train on the "train" split; validate and test on the held-out "val" split (other people, other
-    speech). Data is generated on the fly, so there is nothing to download or prepare."""
+    speech). Data is generated on the fly, so there is nothing to download or prepare. Audio is made at
+    ``sample_rate`` (None: the model's audio encoder's rate)."""
 
     def __init__(
         self,
@@ -19,7 +21,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         num_frames: int = 8,
         motion_frames: int = 4,
         fps: float = 25.0,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
         batch_size: int = 4,
         num_workers: int = 0,
         train_samples: int = 512,
@@ -38,7 +40,7 @@ class SyntheticDataModule(pl.LightningDataModule):
             num_frames=hp.num_frames,
             motion_frames=hp.motion_frames,
             fps=hp.fps,
-            sample_rate=hp.sample_rate,
+            sample_rate=audio_sample_rate(self, hp.sample_rate),
             seed=hp.seed,
             split=split,
         )

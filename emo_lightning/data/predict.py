@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from emo_lightning.data.jobs import read_jobs
 from emo_lightning.data.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
+from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.media import load_audio
 from emo_lightning.progress import StepBar
 
@@ -32,7 +33,8 @@ class GenerationJobs(Dataset):
     """One item per job: the cropped portrait, its face mask, the audio, the output path and the controls.
     An item whose inputs cannot be read carries ``error`` instead of tensors."""
 
-    def __init__(self, jobs: list[dict[str, Any]], resolution: int, sample_rate: int, face_detector: DetectorSpec):
+    def __init__(self, jobs: list[dict[str, Any]], resolution: int, sample_rate: int | None,
+                 face_detector: DetectorSpec):
         self.jobs, self.resolution = jobs, resolution
         self.sample_rate, self.face_detector = sample_rate, face_detector
 
@@ -95,10 +97,10 @@ def _describe(err: Exception) -> str:
 class PredictDataModule(pl.LightningDataModule):
     """The jobs of one ``emo predict`` run: ``image``/``audio``/``output``, or the rows of a ``jobs`` file
     (CSV/JSONL, see :mod:`emo_lightning.data.jobs`). The controls given here are every job's defaults;
-    None takes the model's own. Inputs are read when generation reaches them."""
+    None takes the model's own (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them."""
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
-                 jobs: str | None = None, resolution: int = 512, sample_rate: int = 16000,
+                 jobs: str | None = None, resolution: int = 512, sample_rate: int | None = None,
                  face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int = 0, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
                  speed: float | None = None, sampler: str | None = None, fps: float | None = None):
@@ -117,7 +119,11 @@ class PredictDataModule(pl.LightningDataModule):
                 if not Path(path).is_file():
                     raise FileNotFoundError(f"{kind} file {path} does not exist")
             job_list = [{"image": image, "audio": audio, "output": output, **controls}]
+        self.sample_rate = sample_rate
         self.jobs = GenerationJobs(job_list, resolution, sample_rate, face_detector)
+
+    def setup(self, stage: str) -> None:
+        self.jobs.sample_rate = audio_sample_rate(self, self.sample_rate)
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.jobs, batch_size=1, collate_fn=collate_jobs)

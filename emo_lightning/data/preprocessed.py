@@ -7,6 +7,7 @@ see different frames. The randomness depends only on (seed, epoch, item), never 
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
                       "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
+from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.data.synthetic import boxes_to_mask
 
 # Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
@@ -82,14 +84,19 @@ class PreprocessedClips(StreamingDataset):
     the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
     With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
     ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
-    the VAE).
+    the VAE). With ``use_audio_features`` and a data set that cached the audio encoder's frozen features, stages 2-3
+    also give ``audio_features`` (F, feature_dim) of the target frames (the training step then runs only the
+    encoder's trainable part). They were computed over the whole segment's audio, so each frame's features saw
+    the segment around it rather than only the sample's frames.
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
-                 shuffle: bool, random_windows: bool, cache_dir: str | None = None, use_latents: bool = False):
+                 shuffle: bool, random_windows: bool, cache_dir: str | None = None, use_latents: bool = False,
+                 use_audio_features: bool = False):
         super().__init__(path, cache_dir=cache_dir, shuffle=shuffle, seed=seed)
         self.stage, self.resolution, self.seed, self.random_windows = stage, resolution, seed, random_windows
         self.num_frames, self.motion_frames, self.use_latents = num_frames, motion_frames, use_latents
+        self.use_audio_features = use_audio_features
         self.metadata: dict[str, Any] = load_index_file(self.input_dir.path).get("emo") or {}
         if not self.metadata:
             raise ValueError(f"{path} is a LitData data set but not one written by `emo preprocess` (no 'emo' key "
@@ -129,6 +136,8 @@ class PreprocessedClips(StreamingDataset):
             "lip_mask": self._lip_mask(item, target),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
+            **({"audio_features": torch.from_numpy(np.asarray(item["audio_features"][target], np.float32))}
+               if self.use_audio_features else {}),
         }
 
     def _latents(self, item: dict[str, Any], reference: int, motion: list[int], frames: list[int]
@@ -169,6 +178,19 @@ class PreprocessedClips(StreamingDataset):
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
 
 
+def audio_features_mismatch(cached: dict[str, Any], spec: dict[str, Any], encoder: Any) -> str | None:
+    """Why features cached with the audio encoder spec ``cached`` are not what ``encoder`` (built from ``spec``)
+    computes, or None when they are: same registered name, an encoder whose frozen part is frozen, and the same
+    value (defaults filled in) for every argument its features depend on (``feature_arguments``)."""
+    if cached.get("name") != spec.get("name"):
+        return f"they were made by audio encoder {cached.get('name')!r}, the model's is {spec.get('name')!r}"
+    if not encoder.caches_features:
+        return "the model's audio encoder has no frozen feature part (e.g. wav2vec2 with freeze: false)"
+    defaults = {k: p.default for k, p in inspect.signature(type(encoder)).parameters.items()}
+    differ = [k for k in encoder.feature_arguments if cached.get(k, defaults.get(k)) != spec.get(k, defaults.get(k))]
+    return f"they were made with other {', '.join(differ)}" if differ else None
+
+
 def split_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
     """The held-out identities: ``round(val_fraction · count)`` of them (at least one when there are two or more
     and ``val_fraction`` > 0), drawn with ``seed``."""
@@ -187,13 +209,15 @@ class PreprocessedDataModule(pl.LightningDataModule):
     segments with audio and at least ``motion_frames + num_frames`` frames. Each DDP rank streams different
     chunks (LitData shards by rank and worker); the order and the windows depend only on ``seed``.
     Latents cached by `emo preprocess cache_vae=…` are used (``use_latents``) when they were made at this
-    ``resolution`` by the same VAE spec as the model's ``vae``.
+    ``resolution`` by the same VAE spec as the model's ``vae``; audio features cached by `cache_audio=…`
+    (``use_audio_features``) when the model's ``audio_encoder`` has the same frozen part (see
+    :func:`audio_features_mismatch`).
     """
 
     def __init__(self, path: str, stage: int = 2, resolution: int = 32, num_frames: int = 8, motion_frames: int = 4,
-                 fps: float = 25.0, sample_rate: int = 16000, batch_size: int = 4, num_workers: int = 0,
+                 fps: float = 25.0, sample_rate: int | None = None, batch_size: int = 4, num_workers: int = 0,
                  val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None,
-                 use_latents: bool = True) -> None:
+                 use_latents: bool = True, use_audio_features: bool = True) -> None:
         super().__init__()
         if stage not in (1, 2, 3):
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
@@ -221,6 +245,21 @@ class PreprocessedDataModule(pl.LightningDataModule):
         rank_zero_warn(f"not using the latents cached in {hp.path}: {reason}; encoding frames instead")
         return False
 
+    def _audio_features_usable(self, metadata: dict[str, Any]) -> bool:
+        """Cached audio features are used only where the model's audio encoder would compute the same ones."""
+        cached = metadata.get("audio_features")
+        if not (self.hparams.use_audio_features and cached) or self.hparams.stage == 1:
+            return False
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        if model is None:
+            return True
+        reason = audio_features_mismatch(cached, model.hparams["audio_encoder"], model.model.audio_encoder)
+        if reason is None:
+            return True
+        rank_zero_warn(f"not using the audio features cached in {self.hparams.path}: {reason}; encoding the "
+                       "waveform instead")
+        return False
+
     def _eligible(self, metadata: dict[str, Any]) -> list[tuple[int, str]]:
         """``(item index, identity)`` of the items this stage can use."""
         needed = 2 if self.hparams.stage == 1 else self.hparams.motion_frames + self.hparams.num_frames
@@ -235,15 +274,17 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         train, val = self._clips(shuffle=True), self._clips(shuffle=False)
-        meta = train.metadata
-        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != hp.sample_rate:
+        meta, rate = train.metadata, audio_sample_rate(self, hp.sample_rate)
+        if abs(meta["fps"] - hp.fps) > 1e-6 or meta["sample_rate"] != rate:
             raise ValueError(f"{hp.path} was preprocessed at {meta['fps']} fps / {meta['sample_rate']} Hz; the model "
-                             f"expects {hp.fps} fps / {hp.sample_rate} Hz: preprocess again with fps={hp.fps}")
+                             f"expects {hp.fps} fps / {rate} Hz: preprocess again with fps={hp.fps} "
+                             f"sample_rate={rate}")
         items = self._eligible(meta)
         if not items:
             raise ValueError(f"{hp.path} holds no segment usable for stage {hp.stage} (stages 2-3 need audio and "
                              f"{hp.motion_frames + hp.num_frames} frames)")
         train.use_latents = val.use_latents = self._latents_usable(meta)
+        train.use_audio_features = val.use_audio_features = self._audio_features_usable(meta)
         held_out = split_identities([identity for _, identity in items], hp.val_fraction, hp.seed)
         self.train_set = train.subset([i for i, identity in items if identity not in held_out])
         self.val_set = val.subset([i for i, identity in items if identity in held_out]) if held_out else None

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from emo_lightning import registry
 from emo_lightning.components.base import Component
 from emo_lightning.model.hooks import block_key, install_backbone, install_reference_net, temporal_locations
-from emo_lightning.model.state import UNetState
+from emo_lightning.model.state import Checkpointing, UNetState
 
 
 @dataclass
@@ -51,10 +51,15 @@ def _build(kind: str, spec: dict[str, Any], what: str, **derived: Any) -> Any:
 
 
 class EMO(nn.Module):
-    """Backbone + ReferenceNet (diffusers UNets) with EMO's components; see the module docstring."""
+    """Backbone + ReferenceNet (diffusers UNets) with EMO's components; see the module docstring.
+
+    ``gradient_checkpointing`` keeps only block inputs for the backward pass and recomputes the rest there
+    (see :meth:`set_gradient_checkpointing`).
+    """
 
     def __init__(self, unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[str, Any],
-                 face_locator: dict[str, Any], temporal_block: dict[str, Any], speed_encoder: dict[str, Any]):
+                 face_locator: dict[str, Any], temporal_block: dict[str, Any], speed_encoder: dict[str, Any],
+                 gradient_checkpointing: bool = False):
         super().__init__()
         self.vae = _build("vae", vae, "vae")
         self.backbone = _build("unet", unet, "unet")
@@ -83,6 +88,22 @@ class EMO(nn.Module):
         install_reference_net(self.reference_net, self.state)
         # frozen by their component (pretrained encoders, unused ReferenceNet layers): never trained
         self._always_frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        self.set_gradient_checkpointing(gradient_checkpointing)
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Activation checkpointing of the backbone's and the ReferenceNet's blocks (diffusers' own switch: every
+        transformer block and resnet) and of every temporal block (by its hook).
+
+        Recomputation replays the per-forward :class:`UNetState` the blocks saw (:func:`checkpoint`), so
+        reference- and audio-attention, motion frames and speed are recomputed exactly and nothing is
+        captured twice. Gradients are unchanged; memory falls, time rises by about one more forward pass.
+        """
+        self.state.gradient_checkpointing = enabled
+        for unet in (self.backbone, self.reference_net):
+            if enabled:
+                unet.enable_gradient_checkpointing(Checkpointing(self.state))
+            elif unet.is_gradient_checkpointing:
+                unet.disable_gradient_checkpointing()
 
     def external_weight_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of frozen pretrained weights that checkpoints leave out (rebuilt from source)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from diffusers import UNet2DConditionModel
 from einops import rearrange
 from torch import Tensor, nn
@@ -19,7 +20,7 @@ from emo_lightning.model.attention import (
     DisabledProcessor,
     ReferenceAttnProcessor,
 )
-from emo_lightning.model.state import UNetState
+from emo_lightning.model.state import UNetState, checkpoint
 
 
 def temporal_locations(unet: UNet2DConditionModel) -> dict[str, int]:
@@ -59,7 +60,10 @@ class TemporalHook:
         hidden, rebuild = _split(output)
         video = rearrange(hidden, "(b f) c h w -> b c f h w", f=self.state.num_frames)
         motion = self.state.motion.get(self.location) if self.state.motion else None
-        video = self.block(video, motion, self.state.speed)
+        if self.state.gradient_checkpointing and torch.is_grad_enabled():
+            video = checkpoint(self.state, self.block, video, motion, self.state.speed)
+        else:
+            video = self.block(video, motion, self.state.speed)
         return rebuild(rearrange(video, "b c f h w -> (b f) c h w"))
 
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from emo_lightning.components.base import VAE, FaceDetector, FaceLandmarks, PoseEstimator
+from emo_lightning.components.base import VAE, AudioEncoder, FaceDetector, FaceLandmarks, PoseEstimator
 from emo_lightning.preprocess.crop import (
     DEFAULT_MARGIN,
     DEFAULT_MIN_FACE,
@@ -37,6 +37,7 @@ class Settings:
     min_face_frames: float = 0.9  # a segment with a face in fewer of its frames is dropped
     jpeg_quality: int = 95
     cache_vae: dict[str, Any] | None = None  # a VAE spec (like model.vae): store each frame's latents too
+    cache_audio: dict[str, Any] | None = None  # an audio encoder spec: store its frozen features per frame too
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,15 +57,29 @@ def encode_latents(vae: VAE, crops: np.ndarray, batch: int = 8) -> np.ndarray:
     return torch.cat([vae.encode(chunk) for chunk in images.split(batch)]).half().numpy()
 
 
+@torch.no_grad()
+def encode_audio_features(encoder: AudioEncoder, audio: np.ndarray, num_frames: int) -> np.ndarray:
+    """float32 (S,) audio of ``num_frames`` video frames → the encoder's frozen features float16 (F, feature_dim), as
+    training would compute them from this audio (long audio in windows, see :func:`encode_audio`)."""
+    from emo_lightning.model.audio_windows import encode_audio
+
+    if len(audio) == 0:
+        return np.zeros((0, encoder.feature_dim), np.float16)
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
+    return encode_audio(encoder, waveform, num_frames, features=True)[0].half().numpy()
+
+
 def process_video(path: str | Path, video_id: str, identity: str, settings: Settings, detector: FaceDetector,
                   estimator: PoseEstimator, emit: Callable[[dict[str, Any]], None],
-                  vae: VAE | None = None, landmarks: FaceLandmarks | None = None) -> dict[str, Any]:
+                  vae: VAE | None = None, audio_encoder: AudioEncoder | None = None,
+                  landmarks: FaceLandmarks | None = None) -> dict[str, Any]:
     """Turn one video into items handed to ``emit``; return the report fields (frames, segments kept/dropped).
 
     A segment is kept when a face is found in at least ``min_face_frames`` of its frames; its square crop is the
-    union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``; with
-    ``landmarks``, each frame's ``landmarks`` float16 (F, num_points, 2) in crop pixels (found on the source frame
-    in its face box; NaN where none).
+    union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``, with an
+    ``audio_encoder`` its frames' ``audio_features`` (the encoder's frozen part; (0, feature_dim) without sound);
+    with ``landmarks``, each frame's ``landmarks`` float16 (F, num_points, 2) in crop pixels (found on the source
+    frame in its face box; NaN where none).
     Raises MediaError for unreadable or truncated files (the caller discards anything already emitted).
     """
     sound = has_audio(path)
@@ -84,6 +99,10 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
         crops = crop_frames(frames, region, settings.resolution)
         jpeg, offsets = encode_jpegs(crops, settings.jpeg_quality)
         cached = {"latents": encode_latents(vae, crops)} if vae is not None else {}
+        clip_audio = (audio_span(audio, first, len(frames), settings.fps, settings.sample_rate) if sound
+                      else np.zeros(0, np.float32))
+        if audio_encoder is not None:
+            cached["audio_features"] = encode_audio_features(audio_encoder, clip_audio, len(frames))
         if landmarks is not None:
             points = points_in_crop(landmarks.detect_video(frames, boxes), region, settings.resolution)
             cached["landmarks"] = points.astype(np.float16)
@@ -95,8 +114,7 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
             "boxes": boxes_in_crop(boxes, region, settings.resolution),
             "face_found": found.astype(np.uint8),
             "speed": estimator.speed(frames, boxes).astype(np.float32),
-            "audio": (audio_span(audio, first, len(frames), settings.fps, settings.sample_rate) if sound
-                      else np.zeros(0, np.float32)),
+            "audio": clip_audio,
             **cached,
         })
         kept.append({"first_frame": first, "frames": len(frames), "region": list(region)})

@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from emo_lightning import registry
+from emo_lightning.components.base import AudioEncoder
 from emo_lightning.preprocess.manifest import fingerprint, finished, read_reports, write_manifest, write_report
 from emo_lightning.preprocess.process import Settings, process_video
 from emo_lightning.preprocess.writer import VideoWriter, write_index, write_json
@@ -98,8 +99,23 @@ def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], est
         torch.set_num_threads(1)
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
                    detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
-                   landmarks=_build("landmarks", landmarks) if landmarks else None,
-                   vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None)
+                   vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None,
+                   audio_encoder=_audio_features_encoder(settings),
+                   landmarks=_build("landmarks", landmarks) if landmarks else None)
+
+
+def _audio_features_encoder(settings: Settings) -> AudioEncoder | None:
+    """The audio encoder whose frozen features ``cache_audio`` stores, checked to have such a part."""
+    if not settings.cache_audio:
+        return None
+    encoder = _build("audio_encoder", settings.cache_audio).eval()
+    if not encoder.caches_features:
+        raise ValueError(f"cache_audio={settings.cache_audio}: this audio encoder has no frozen feature part to store "
+                         "(encoders with `features`/`tokens` do, e.g. wav2vec2 with freeze: true)")
+    if encoder.sample_rate != settings.sample_rate:
+        raise ValueError(f"cache_audio: the encoder takes {encoder.sample_rate} Hz audio, the data set is made at "
+                         f"sample_rate={settings.sample_rate}")
+    return encoder
 
 
 def _run(job: Job) -> dict[str, Any]:
@@ -111,7 +127,7 @@ def _run(job: Job) -> dict[str, Any]:
     try:
         report.update(process_video(job.source, job.video_id, job.identity, _worker["settings"],
                                     _worker["detector"], _worker["estimator"], writer.add, _worker["vae"],
-                                    _worker["landmarks"]))
+                                    _worker["audio_encoder"], _worker["landmarks"]))
         if report["segments"]:
             report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1], index=writer.commit())
         else:
@@ -148,7 +164,8 @@ def _metadata(settings: Settings, reports: list[dict[str, Any]], landmarks: dict
     points = {"spec": landmarks, "num_points": model.num_points,
               "regions": {name: np.asarray(idx).tolist() for name, idx in model.regions.items()}} if model else None
     return {"version": 1, "fps": settings.fps, "resolution": settings.resolution,
-            "sample_rate": settings.sample_rate, "latents": settings.cache_vae, "landmarks": points, "videos": videos}
+            "sample_rate": settings.sample_rate, "latents": settings.cache_vae,
+            "audio_features": settings.cache_audio, "landmarks": points, "videos": videos}
 
 
 def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Settings,

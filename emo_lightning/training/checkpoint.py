@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from emo_lightning.training.lora import base_keys_to_wrapped, is_lora_key
 
 
 class CheckpointError(ValueError):
@@ -41,9 +44,10 @@ def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any
     return {k: v for k, v in hparams.items() if not k.startswith("_")}
 
 
-def _expected(module: Any) -> dict[str, torch.Size]:
+def _expected(module: Any, subset: Callable[[str], bool] | None = None) -> dict[str, torch.Size]:
     skip = tuple("model." + p for p in module.model.external_weight_prefixes())
-    return {k: v.shape for k, v in module.state_dict().items() if not k.startswith(skip)}
+    return {k: v.shape for k, v in module.state_dict().items()
+            if not k.startswith(skip) and (subset is None or subset(k))}
 
 
 def _summary(keys: list[str], limit: int = 5) -> str:
@@ -51,9 +55,11 @@ def _summary(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def check_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`CheckpointError` naming what differs when ``state_dict`` was made by another config."""
-    expected = _expected(module)
+def check_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
+                     subset: Callable[[str], bool] | None = None) -> None:
+    """Raise :class:`CheckpointError` naming what differs when ``state_dict`` was made by another config
+    (``subset``: only the module's keys it accepts are expected, e.g. a LoRA adapter's)."""
+    expected = _expected(module, subset)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k])
@@ -101,8 +107,8 @@ def check_architecture(hparams: dict[str, Any], model_config: dict[str, Any], pa
 
 def load_weights(module: nn.Module, path: str | Path) -> str:
     """Copy the weights of an earlier stage's checkpoint that fit; report what was new or left out."""
-    state_dict = read_checkpoint(path)["state_dict"]
     expected = _expected(module)
+    state_dict = base_keys_to_wrapped(read_checkpoint(path)["state_dict"], expected)
     fitting = {k: v for k, v in state_dict.items() if k in expected and v.shape == expected[k]}
     if not fitting:
         raise CheckpointError(f"no weight of {path} fits this model: it was made for another architecture")
@@ -110,3 +116,23 @@ def load_weights(module: nn.Module, path: str | Path) -> str:
     new = len(set(expected) - set(fitting))
     dropped = len(set(state_dict) - set(fitting))
     return f"{len(fitting)} tensors loaded, {new} new in this model, {dropped} in the checkpoint unused"
+
+
+def load_adapter(module: nn.Module, path: str | Path) -> str:
+    """Copy the LoRA adapter weights of ``path`` (a checkpoint of a ``model.lora`` run) into ``module``."""
+    adapter = {k: v for k, v in read_checkpoint(path)["state_dict"].items() if is_lora_key(k)}
+    if not adapter:
+        raise CheckpointError(f"{path} holds no LoRA adapter weights: it is not a checkpoint of a model.lora run")
+    check_state_dict(module, adapter, source=f"LoRA adapter {path}", subset=is_lora_key)
+    module.load_state_dict(adapter, strict=False)
+    return f"{len(adapter)} adapter tensors ({sum(v.numel() for v in adapter.values()):,} parameters) applied"
+
+
+def with_adapter(hparams: dict[str, Any], adapter: str | Path, base: str | Path) -> dict[str, Any]:
+    """The hyper-parameters of the base model ``base`` (``hparams``) with the LoRA adapter of checkpoint ``adapter``
+    applied: the module then loads both itself (``init_from`` and ``lora.weights``)."""
+    adapter_hparams = model_hparams(read_checkpoint(adapter), adapter)
+    if not adapter_hparams.get("lora"):
+        raise CheckpointError(f"{adapter} is not a LoRA adapter (its run had no model.lora)")
+    check_architecture(adapter_hparams, hparams, adapter)
+    return {**hparams, "init_from": str(base), "lora": {**adapter_hparams["lora"], "weights": str(adapter)}}

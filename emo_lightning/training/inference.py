@@ -8,24 +8,45 @@ from pathlib import Path
 
 import torch
 
-from emo_lightning.training.checkpoint import CheckpointError, check_state_dict, model_hparams, read_checkpoint
+from emo_lightning.training.checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    load_adapter,
+    model_hparams,
+    read_checkpoint,
+    with_adapter,
+)
+from emo_lightning.training.lora import base_keys_to_wrapped, is_lora_key
 from emo_lightning.training.module import EMOLightningModule
 
 
-def load_module(path: str | Path, device: str | torch.device = "cpu") -> EMOLightningModule:
-    """The module of checkpoint ``path`` in eval mode: built from its ``hyper_parameters``, then its weights.
+def load_module(path: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None,
+                ) -> EMOLightningModule:
+    """The module of checkpoint ``path`` in eval mode: built from its ``hyper_parameters``, then its weights;
+    ``lora``: a LoRA adapter checkpoint to apply. A ``path`` that is itself an adapter is applied to its run's base
+    model (``init_from``).
 
     Raises :class:`CheckpointError` for an unreadable file, one not written by ``emo fit``, or weights that
     do not fit the architecture its hyper-parameters describe.
     """
     checkpoint = read_checkpoint(path)
     hparams = model_hparams(checkpoint, path)
+    if hparams.get("lora") and lora is None:
+        if not hparams.get("init_from"):
+            raise CheckpointError(f"{path} is a LoRA adapter without a base model (its run had no init_from)")
+        return load_module(hparams["init_from"], device, lora=path)
+    if lora is not None:
+        hparams = with_adapter(hparams, lora, path)
     try:
         module = EMOLightningModule(**hparams)
     except (TypeError, ValueError, LookupError) as err:  # LookupError: an unknown component name
         raise CheckpointError(f"cannot rebuild the model of {path} from its hyper-parameters: {err}") from err
-    check_state_dict(module, checkpoint["state_dict"], source=f"checkpoint {path}")
-    module.load_state_dict(checkpoint["state_dict"], strict=False)  # frozen pretrained weights are rebuilt
+    state = base_keys_to_wrapped(checkpoint["state_dict"], module.state_dict())
+    check_state_dict(module, state, source=f"checkpoint {path}",
+                     subset=(lambda k: not is_lora_key(k)) if module.lora else None)
+    module.load_state_dict(state, strict=False)  # frozen pretrained weights are rebuilt
+    if lora is not None:
+        load_adapter(module, lora)
     return module.eval().to(device)
 
 

@@ -17,7 +17,8 @@ from torch import Tensor
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
 from emo_lightning.model.sampler import ClipSampler, Guidance, Progress
-from emo_lightning.training.checkpoint import check_state_dict, load_weights
+from emo_lightning.training.checkpoint import check_state_dict, load_adapter, load_weights
+from emo_lightning.training.lora import add_lora, base_keys_to_wrapped, check_spec, is_lora_key
 from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
@@ -45,7 +46,12 @@ class EMOLightningModule(pl.LightningModule):
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
+        gradient_checkpointing: recompute the backbone's, the ReferenceNet's and the temporal blocks' activations
+            in the backward pass instead of keeping them (less memory, about one more forward pass of time).
         init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
+        lora: ``{targets: [groups], rank, alpha, dropout, weights}``: train LoRA adapters on those parameter groups
+            instead of the groups themselves; checkpoints then hold only the adapters (see
+            :mod:`emo_lightning.training.lora`). ``weights``: an adapter checkpoint to apply.
         plugins: plugin files/directories to import before building (see :mod:`emo_lightning.registry`).
     """
 
@@ -76,7 +82,9 @@ class EMOLightningModule(pl.LightningModule):
         guidance_reference: float = 1.0,
         guidance_audio: float = 1.0,
         speed: float = 1.0,
+        gradient_checkpointing: bool = False,
         init_from: str | None = None,
+        lora: dict[str, Any] | None = None,
         plugins: list[str] | None = None,
     ):
         super().__init__()
@@ -88,10 +96,14 @@ class EMOLightningModule(pl.LightningModule):
             raise ValueError(f"lip_loss_weight must be positive, got {lip_loss_weight}")
         self.save_hyperparameters()
         registry.load_plugin_paths(plugins or [])
-        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder)
+        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
+                         gradient_checkpointing=gradient_checkpointing)
         self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
         self.train_scheduler = self._scheduler(train_scheduler or {"name": "ddpm"})
         self.trainable_counts = apply_trainable(self.model, trainable or STAGE_GROUPS[stage])
+        self.lora = check_spec(lora, trainable or STAGE_GROUPS[stage]) if lora else None
+        if self.lora:
+            self.trainable_counts = add_lora(self.model, self.lora)
         self.dropout = {"reference": 0.05, "audio": 0.05, "motion": 0.1, **(condition_dropout or {})}
         self.strict_loading = False  # frozen pretrained weights are left out of checkpoints: see checkpoint.py
 
@@ -109,9 +121,11 @@ class EMOLightningModule(pl.LightningModule):
         return self.hparams.stage >= 3
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.init_from:
+        if self.hparams.init_from and (stage == "fit" or self.lora):  # an adapted model's base, in every stage
             report = load_weights(self, self.hparams.init_from)
             rank_zero_info(f"initialised from {self.hparams.init_from}: {report}")
+        if self.lora and self.lora["weights"]:
+            rank_zero_info(f"LoRA adapter {self.lora['weights']}: {load_adapter(self, self.lora['weights'])}")
 
     def on_fit_start(self) -> None:
         lines = [f"EMO stage {self.hparams.stage}: trainable parameters by group"]
@@ -133,6 +147,18 @@ class EMOLightningModule(pl.LightningModule):
         images = batch[key]
         return self.model.vae.encode(images) if images.ndim == 4 else self._encode_video(images)
 
+    def _audio_tokens(self, batch: dict[str, Tensor], num_frames: int) -> Tensor:
+        """Audio tokens of ``batch["audio"]``, or of ``batch["audio_features"]`` where the data cached the audio
+        encoder's frozen part (`emo preprocess cache_audio=…`): then only its trainable part runs here."""
+        encoder = self.model.audio_encoder
+        if "audio_features" not in batch:
+            return encoder(batch["audio"], num_frames)
+        if not encoder.caches_features:
+            raise ValueError(f"the batch holds cached audio features but this model's audio encoder "
+                             f"({type(encoder).__name__}) has no frozen feature part to replace: set "
+                             "data.use_audio_features=false")
+        return encoder.tokens(batch["audio_features"])
+
     def _keep(self, name: str, batch: int, training: bool) -> Tensor:
         """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
         p = self.dropout[name] if training else 0.0
@@ -152,7 +178,7 @@ class EMOLightningModule(pl.LightningModule):
                 motion_latents = self._latents(batch, "motion")
             keep_motion = self._keep("motion", b, training)[:, None, None, None, None]
             conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
-            audio = model.audio_encoder(batch["audio"], num_frames)
+            audio = self._audio_tokens(batch, num_frames)
             conditions.audio = audio * self._keep("audio", b, training)[:, None, None, None]
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])
@@ -213,8 +239,10 @@ class EMOLightningModule(pl.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"nothing to train: groups {hp.trainable} of {GROUPS} have no parameters")
-        # the fused kernel is one op for all parameters: on small models the per-tensor loop dominates the step
-        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        # the fused kernel is one op for all parameters: on small models the per-tensor loop dominates the step.
+        # Lightning's mixed-precision plugin refuses to clip a fused optimizer's gradients: no fusing there.
+        mixed = self._trainer is not None and str(self.trainer.precision).endswith("-mixed")
+        fused = not mixed and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         if hp.lr_scheduler != "constant" and not 0 < total < float("inf"):
@@ -229,9 +257,21 @@ class EMOLightningModule(pl.LightningModule):
         if prefixes:
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                         if not k.startswith(prefixes)}
+        if self.lora:  # adapters only: the base model comes from init_from / ckpt_path
+            for key in ("state_dict", "current_model_state"):
+                if key in checkpoint:
+                    checkpoint[key] = {k: v for k, v in checkpoint[key].items() if is_lora_key(k)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_state_dict(self, checkpoint["state_dict"], source="checkpoint")
+        if not self.lora:
+            check_state_dict(self, checkpoint["state_dict"], source="checkpoint")
+            return
+        # a base model's checkpoint (its adapter comes from lora.weights), or an adapter-only one (its base from
+        # init_from)
+        state = checkpoint["state_dict"] = base_keys_to_wrapped(checkpoint["state_dict"], self.state_dict())
+        adapter_only = all(is_lora_key(k) for k in state)
+        check_state_dict(self, state, source="checkpoint",
+                         subset=is_lora_key if adapter_only else lambda k: not is_lora_key(k))
 
     # ---- generation ---------------------------------------------------------------------------------
     def sampler(self, steps: int | None = None, guidance: Guidance | None = None,

@@ -1,3 +1,3 @@
 """Audio encoders: waveform → windowed per-frame tokens."""
 
-from emo_lightning.components.audio_encoder import mel, wav2vec2  # noqa: F401  (register built-ins)
+from emo_lightning.components.audio_encoder import hubert, mel, wav2vec2, whisper  # noqa: F401  (register built-ins)

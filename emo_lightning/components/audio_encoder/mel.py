@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from emo_lightning.components.base import AudioEncoder
-from emo_lightning.components.windows import resample_frames, sliding_window
+from emo_lightning.components.windows import features_at_frames, sliding_window
 from emo_lightning.registry import register
 
 
@@ -43,6 +43,7 @@ class MelAudioEncoder(AudioEncoder):
         self.output_dim, self.window, self.sample_rate = output_dim, window, sample_rate
         self.n_fft = 2 ** math.ceil(math.log2(0.025 * sample_rate))
         self.hop = int(0.010 * sample_rate)
+        self.feature_rate = sample_rate / self.hop
         self.register_buffer("filters", mel_filterbank(num_mels, self.n_fft, sample_rate), persistent=False)
         self.register_buffer("stft_window", torch.hann_window(self.n_fft), persistent=False)
         self.head = nn.Sequential(
@@ -60,4 +61,5 @@ class MelAudioEncoder(AudioEncoder):
     def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
         mel = self.log_mel(waveform).to(self.head[0].weight.dtype)
         tokens = self.norm(self.head(mel).transpose(1, 2))  # (B, T, D)
-        return sliding_window(resample_frames(tokens, num_frames), self.window)
+        frames = features_at_frames(tokens, num_frames, waveform.shape[-1], self.sample_rate, self.feature_rate)
+        return sliding_window(frames, self.window)
