@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
@@ -58,15 +60,40 @@ def run_lightning_cli(args: list[str] | dict[str, Any]) -> LightningCLI:
     )
 
 
-def fit_config(overrides: list[str]) -> dict[str, Any]:
-    """A LightningCLI fit/validate/test config; a ``ckpt_path`` must match the configured components."""
+def run_checkpoint(root_dir: str | Path) -> Path | None:
+    """The checkpoint a restarted run continues from: the newer of ``<root>/checkpoints/last.ckpt`` and SLURM's
+    ``<root>/hpc_ckpt_N.ckpt``, if any."""
+    root = Path(root_dir)
+    candidates = [p for p in [root / "checkpoints" / "last.ckpt", *root.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+
+
+def fit_config(overrides: list[str], command: str = "fit") -> dict[str, Any]:
+    """A LightningCLI fit/validate/test config; a ``ckpt_path`` must match the configured components. ``emo fit``
+    resumes from the run's own last checkpoint unless ``resume=false`` or a ``ckpt_path`` is given."""
     from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
 
     cfg = to_lightning_cli(compose_config("fit", overrides))
-    if cfg.get("ckpt_path"):
-        hparams = read_checkpoint(cfg["ckpt_path"]).get("hyper_parameters") or {}
-        check_architecture(hparams, cfg["model"], cfg["ckpt_path"])
+    resume = cfg.pop("resume", True)
+    if command == "fit" and resume and not cfg.get("ckpt_path"):
+        found = run_checkpoint(cfg["trainer"]["default_root_dir"])
+        if found:
+            print(f"emo fit: resuming from {found} (resume=false starts over)", file=sys.stderr)
+            cfg["ckpt_path"] = str(found)
+    if cfg.get("ckpt_path") and cfg["ckpt_path"] not in ("last", "hpc"):
+        checkpoint = read_checkpoint(cfg["ckpt_path"])
+        check_architecture(checkpoint.get("hyper_parameters") or {}, cfg["model"], cfg["ckpt_path"])
+        _continue_wandb_run(cfg["trainer"], checkpoint.get("wandb_run_id"))
     return cfg
+
+
+def _continue_wandb_run(trainer: dict[str, Any], run_id: str | None) -> None:
+    """A resumed run logs into the W&B run of the checkpoint (unless a run id is configured)."""
+    logger = trainer.get("logger")
+    if run_id and isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
+        args = logger.setdefault("init_args", {})
+        if not args.get("id"):
+            args.update(id=run_id, resume="allow")
 
 
 def predict_config(overrides: list[str]) -> dict[str, Any]:
@@ -139,12 +166,16 @@ def main(argv: list[str] | None = None) -> None:
         elif any(arg.startswith("-") for arg in rest):
             run_lightning_cli([command, *rest])
         else:
-            cfg = predict_config(rest) if command == "predict" else fit_config(rest)
+            cfg = predict_config(rest) if command == "predict" else fit_config(rest, command)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
                 from emo_lightning.data.predict import report_jobs
 
                 report_jobs([r for batch in cli.trainer.predict_loop.predictions for r in batch])
+    except SIGTERMException:
+        print(f"emo {command}: stopped by SIGTERM after saving the last checkpoint; the same command resumes",
+              file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):
             raise

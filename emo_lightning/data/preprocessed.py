@@ -53,8 +53,8 @@ class PreprocessedClips(StreamingDataset):
     when there is one), ``motion`` (3, N, H, W) and ``frames`` (3, F, H, W), consecutive, ``audio`` (S,) with
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
     union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): the mouth region of each
-    target frame's face box (``MOUTH_IN_FACE_BOX``). Images are float32 in [-1, 1], resized to ``resolution`` if
-    the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
+    target frame's face box (``MOUTH_IN_FACE_BOX``), and ``sample_id``, a number of the segment. Images are
+    float32 in [-1, 1], resized to ``resolution`` if the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
     With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
     ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
     the VAE).
@@ -85,7 +85,8 @@ class PreprocessedClips(StreamingDataset):
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
                       "mask": self._mask(item["boxes"][target:target + 1]),
                       "lip_mask": self._lip_mask(item["boxes"][target:target + 1])}
-            return {**sample, **self._latents(item, reference, [], [target])}
+            return {**sample, **self._latents(item, reference, [], [target]),
+                    "sample_id": torch.tensor(self._sample_id(item))}
         n, f = self.motion_frames, self.num_frames
         start = int(rng.integers(0, length - n - f + 1))
         outside = np.r_[0:start, start + n + f:length]
@@ -104,7 +105,13 @@ class PreprocessedClips(StreamingDataset):
             "lip_mask": self._lip_mask(item["boxes"][target]),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
+            "sample_id": torch.tensor(self._sample_id(item)),
         }
+
+    @staticmethod
+    def _sample_id(item: dict[str, Any]) -> int:
+        """A stable number for the segment (it seeds the sample's noise in training, see `training/draws.py`)."""
+        return zlib.crc32(item["key"].encode())
 
     def _latents(self, item: dict[str, Any], reference: int, motion: list[int], frames: list[int]
                  ) -> dict[str, torch.Tensor]:

@@ -8,12 +8,19 @@ from pathlib import Path
 
 import torch
 
-from emo_lightning.training.checkpoint import CheckpointError, check_state_dict, model_hparams, read_checkpoint
+from emo_lightning.training.checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    generation_weights,
+    model_hparams,
+    read_checkpoint,
+)
 from emo_lightning.training.module import EMOLightningModule
 
 
-def load_module(path: str | Path, device: str | torch.device = "cpu") -> EMOLightningModule:
-    """The module of checkpoint ``path`` in eval mode: built from its ``hyper_parameters``, then its weights.
+def load_module(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> EMOLightningModule:
+    """The module of checkpoint ``path`` in eval mode: built from its ``hyper_parameters``, then its weights (with
+    the EMA averages of the trainable parameters where the checkpoint has them, unless ``ema=False``).
 
     Raises :class:`CheckpointError` for an unreadable file, one not written by ``emo fit``, or weights that
     do not fit the architecture its hyper-parameters describe.
@@ -24,8 +31,9 @@ def load_module(path: str | Path, device: str | torch.device = "cpu") -> EMOLigh
         module = EMOLightningModule(**hparams)
     except (TypeError, ValueError, LookupError) as err:  # LookupError: an unknown component name
         raise CheckpointError(f"cannot rebuild the model of {path} from its hyper-parameters: {err}") from err
-    check_state_dict(module, checkpoint["state_dict"], source=f"checkpoint {path}")
-    module.load_state_dict(checkpoint["state_dict"], strict=False)  # frozen pretrained weights are rebuilt
+    weights = module.without_external_weights(generation_weights(checkpoint, ema))
+    check_state_dict(module, weights, source=f"checkpoint {path}")
+    module.load_state_dict(weights, strict=False)  # frozen pretrained weights are rebuilt
     return module.eval().to(device)
 
 
