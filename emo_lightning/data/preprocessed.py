@@ -54,10 +54,10 @@ class PreprocessedClips(StreamingDataset):
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
     union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): the mouth region of each
     target frame's face box (``MOUTH_IN_FACE_BOX``), and ``sample_id``, a number of the segment. Images are
-    float32 in [-1, 1], resized to ``resolution`` if the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
-    With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
-    ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
-    the VAE).
+    float32 in [-1, 1], resized to ``resolution`` if the data set was made at another one.
+    ``random_windows=False`` picks the same window every epoch (validation). With ``use_latents`` and a data set
+    that cached VAE latents, ``reference_latents`` (C, h, w), ``motion_latents`` (C, N, h, w) and
+    ``frames_latents`` (C, F, h, w) come too (the training step then skips the VAE).
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
