@@ -144,6 +144,28 @@ class PreprocessedClips(StreamingDataset):
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
 
 
+class EpochStreamingDataLoader(StreamingDataLoader):
+    """LitData's loader, resumable under Lightning across epoch ends.
+
+    LitData leaves ``restore`` (set by ``load_state_dict``) on until a restored epoch's generator runs to its end;
+    Lightning stops reading a loader of known length after ``len(loader)`` batches, before that end, so the next
+    epoch would replay the restored position (a resumed run repeated a sample, then ran one epoch behind). Here a
+    new epoch after a restored one starts as a fresh epoch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._restored_epoch_read = False
+
+    def __iter__(self) -> Any:
+        if self.restore and self._restored_epoch_read:
+            self.restore = False
+        restoring, self._restored_epoch_read = self.restore, False
+        for batch in super().__iter__():
+            self._restored_epoch_read = restoring
+            yield batch
+
+
 def split_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
     """The held-out identities: ``round(val_fraction · count)`` of them (at least one when there are two or more
     and ``val_fraction`` > 0), drawn with ``seed``."""
@@ -226,7 +248,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def _loader(self, dataset: PreprocessedClips | None) -> StreamingDataLoader | list:
         if dataset is None:
             return []
-        return StreamingDataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
+        return EpochStreamingDataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
                                    persistent_workers=self.hparams.num_workers > 0)
 
     def train_dataloader(self) -> StreamingDataLoader:
