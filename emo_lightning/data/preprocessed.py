@@ -248,8 +248,9 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def _loader(self, dataset: PreprocessedClips | None) -> StreamingDataLoader | list:
         if dataset is None:
             return []
-        return EpochStreamingDataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
-                                   persistent_workers=self.hparams.num_workers > 0)
+        return EpochStreamingDataLoader(dataset, batch_size=self.hparams.batch_size,
+                                        num_workers=self.hparams.num_workers,
+                                        persistent_workers=self.hparams.num_workers > 0)
 
     def train_dataloader(self) -> StreamingDataLoader:
         return self._loader(self.train_set)

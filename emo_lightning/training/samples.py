@@ -84,7 +84,7 @@ class ValidationSamples(pl.Callback):
             samples.append(sample)
         scores = {}
         if self.synthetic_benchmark:
-            scores = {k: metrics[k] for k in ("sync_pearson", "identity_color_error", "boundary_ratio")}
+            scores = {k: metrics[k] for k in ("sync_pearson", "identity_color_error", "boundary_ratio") if k in metrics}
         return samples, scores
 
     def _from_validation_items(self, trainer: pl.Trainer, pl_module: pl.LightningModule, folder: Path
