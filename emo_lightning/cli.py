@@ -73,8 +73,9 @@ def fit_config(overrides: list[str], command: str = "fit") -> dict[str, Any]:
     resumes from the run's own last checkpoint unless ``resume=false`` or a ``ckpt_path`` is given."""
     from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
 
-    cfg = to_lightning_cli(compose_config("fit", overrides))
-    resume = cfg.pop("resume", True)
+    composed = compose_config("fit", overrides)
+    resume = composed.get("resume", True)
+    cfg = to_lightning_cli(composed)
     if command == "fit" and resume and not cfg.get("ckpt_path"):
         found = run_checkpoint(cfg["trainer"]["default_root_dir"])
         if found:
