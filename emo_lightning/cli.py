@@ -71,7 +71,7 @@ def run_checkpoint(root_dir: str | Path) -> Path | None:
 def fit_config(overrides: list[str], command: str = "fit") -> dict[str, Any]:
     """A LightningCLI fit/validate/test config; a ``ckpt_path`` must match the configured components. ``emo fit``
     resumes from the run's own last checkpoint unless ``resume=false`` or a ``ckpt_path`` is given."""
-    from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
+    from emo_lightning.training.checkpoint import CheckpointError, check_architecture, read_checkpoint
 
     composed = compose_config("fit", overrides)
     resume = composed.get("resume", True)
@@ -83,7 +83,14 @@ def fit_config(overrides: list[str], command: str = "fit") -> dict[str, Any]:
             cfg["ckpt_path"] = str(found)
     if cfg.get("ckpt_path") and cfg["ckpt_path"] not in ("last", "hpc"):
         checkpoint = read_checkpoint(cfg["ckpt_path"])
-        check_architecture(checkpoint.get("hyper_parameters") or {}, cfg["model"], cfg["ckpt_path"])
+        try:
+            check_architecture(checkpoint.get("hyper_parameters") or {}, cfg["model"], cfg["ckpt_path"])
+        except CheckpointError as err:
+            if composed.get("ckpt_path"):
+                raise
+            raise CheckpointError(f"{err} This checkpoint was found in the run folder "
+                                  f"{cfg['trainer']['default_root_dir']}: resume=false starts a new run there, "
+                                  "or choose another trainer.default_root_dir.") from err
         _continue_wandb_run(cfg["trainer"], checkpoint.get("wandb_run_id"))
     return cfg
 
