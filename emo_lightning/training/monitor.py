@@ -24,6 +24,7 @@ class TrainingMonitor(pl.Callback):
     def __init__(self) -> None:
         self._last_end: float | None = None
         self._frames = 0
+        self._last_step = -1
 
     def _should_log(self, trainer: pl.Trainer) -> bool:
         return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
@@ -47,8 +48,9 @@ class TrainingMonitor(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.fit_loop.epoch_loop._should_accumulate():
+        if trainer.global_step == self._last_step:  # an accumulated batch: no optimizer step yet
             return
+        self._last_step = trainer.global_step
         now = time.perf_counter()
         if self._last_end is not None and self._should_log(trainer):
             seconds = now - self._last_end
