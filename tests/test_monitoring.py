@@ -76,3 +76,26 @@ def test_offline_wandb_run_holds_the_videos_and_the_scalars(run):
     assert keys["samples/held_out_0/_type"] == '"video-file"'
     (media,) = run_file.parent.glob("files/media/videos/samples/held_out_0_*.mp4")
     assert probe_video(media)["audio_codec"] == "aac"
+
+
+@pytest.mark.gpu
+def test_cuda_run_logs_peak_memory_and_keeps_the_cuda_random_state(tmp_path):
+    """On CUDA, with the EMA on the GPU: peak memory is logged and checkpoints hold the CUDA random state."""
+    import lightning.pytorch as pl
+    from conftest import tiny_module
+
+    from emo_lightning.data import SyntheticDataModule
+    from emo_lightning.training.checkpoint import read_checkpoint
+    from emo_lightning.training.ema import EMA
+    from emo_lightning.training.monitor import TrainingMonitor
+    from emo_lightning.training.rng import TrainingRandomState
+
+    trainer = pl.Trainer(max_steps=3, accelerator="gpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                         log_every_n_steps=1, default_root_dir=tmp_path,
+                         callbacks=[TrainingMonitor(), TrainingRandomState(), EMA(decay=0.5)])
+    trainer.fit(tiny_module(), SyntheticDataModule(stage=3, batch_size=1, train_samples=4, val_samples=1))
+    assert trainer.callback_metrics["train/peak_memory_gb"] > 0
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    checkpoint = read_checkpoint(tmp_path / "last.ckpt")
+    assert "cuda" in checkpoint["rng_states"][0]
