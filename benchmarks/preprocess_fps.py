@@ -4,7 +4,8 @@
 
 The video (default: the shared HDTF sample clip) is copied ``--copies`` times under distinct names, and the same
 inputs are preprocessed from scratch with each worker count; frames/s counts source frames at the target fps
-over the wall time of the whole run (decode, detection, speed, crop, JPEG, LitData writing), after a warm-up
+over the wall time of the whole run (decode, detection, landmarks, speed, crop, JPEG, LitData writing; the default
+components of `emo preprocess`), after a warm-up
 that starts the worker pool's server (a one-time cost per process).
 """
 
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from emo_lightning.config import compose_config
 from emo_lightning.media import Mp4Writer, read_video
 from emo_lightning.preprocess import Settings
 from emo_lightning.preprocess.runner import run
@@ -24,10 +26,15 @@ from emo_lightning.preprocess.runner import run
 SAMPLE = Path(os.environ.get("EMO_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))
 
 
+DEFAULTS = compose_config("preprocess", ["input=unused", "output=unused"])
+"""`emo preprocess`'s own defaults: its face detector, pose estimator and landmarks are the ones measured."""
+COMPONENTS = {"face_detector": DEFAULTS["face_detector"], "pose_estimator": DEFAULTS["pose_estimator"],
+              "landmarks": DEFAULTS["landmarks"]}
+
+
 def frames_per_second(videos: Path, output: Path, settings: Settings, workers: int) -> tuple[float, int]:
     start = time.perf_counter()
-    manifest = run(videos, output, settings, {"name": "opencv_haar"}, {"name": "flow"}, workers=workers,
-                   progress=False)
+    manifest = run(videos, output, settings, workers=workers, progress=False, **COMPONENTS)
     seconds = time.perf_counter() - start
     return manifest["summary"]["frames"] / seconds, manifest["summary"]["frames"]
 
@@ -39,8 +46,7 @@ def warm_up(video: Path, folder: Path, settings: Settings) -> None:
     for i in range(2):
         with Mp4Writer(folder / "videos" / f"warm_{i}.mp4", fps, frames.shape[2], frames.shape[1]) as writer:
             writer.write(frames[:10])
-    run(folder / "videos", folder / "out", settings, {"name": "opencv_haar"}, {"name": "flow"}, workers=2,
-        progress=False)
+    run(folder / "videos", folder / "out", settings, workers=2, progress=False, **COMPONENTS)
 
 
 def main() -> None:

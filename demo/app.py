@@ -19,7 +19,7 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
-from emo_lightning.data.portrait import NO_DETECTOR, load_portrait
+from emo_lightning.data.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
 from emo_lightning.training.inference import ModelCache
@@ -139,7 +139,7 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     speed = gr.Slider(0, 2, value=defaults["speed"], step=0.05, label="Head-motion speed",
                                       info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")
                     seed = gr.Number(0, precision=0, label="Seed (same seed, same video)")
-                    face_detector = gr.Dropdown(detectors, value="opencv_haar" if "opencv_haar" in detectors
+                    face_detector = gr.Dropdown(detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors
                                                 else NO_DETECTOR, label="Face detection",
                                                 info="none: take the centre of the image (drawings, cartoons)")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")

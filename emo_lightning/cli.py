@@ -21,7 +21,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
-USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrides ...] | emo <subcommand> --config FILE
+USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate} [overrides ...]
+       emo <subcommand> --config FILE
        emo plugins
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
@@ -30,6 +31,10 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrid
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt jobs=jobs.csv   one video per row (image,audio,output)
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
+  emo evaluate videos=out/ [reference=portraits/] [ground_truth=real/] output=scores
+                                                       score videos: metrics.json, metrics.md, per_video.csv
+  emo test ckpt_path=… data=preprocessed data.path=…   generate the held-out items and score them the same way
+        [evaluate.frame_features=random_conv …]        (into <trainer.default_root_dir>/test_evaluation)
   emo plugins                                          list every registered component
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
         [image_steps=N video_steps=N]                  sync.png (other arguments: overrides of both phases)
@@ -104,6 +109,26 @@ def _continue_wandb_run(trainer: dict[str, Any], run_id: str | None) -> None:
             args.update(id=run_id, resume="allow")
 
 
+EVALUATE_PREFIX = "evaluate."
+EVALUATED_KINDS = ("face_detector", "landmarks", "face_embedder", "frame_features", "video_features", "sync_model")
+
+
+def test_config(overrides: list[str]) -> dict[str, Any]:
+    """``emo test``: the fit config plus the held-out evaluation callback, whose components are those of
+    ``conf/evaluate.yaml``, changed with ``evaluate.<key>=…`` overrides (``evaluate.frame_features=random_conv``)."""
+    own = [o[len(EVALUATE_PREFIX):] for o in overrides if o.startswith(EVALUATE_PREFIX)]
+    cfg = fit_config([o for o in overrides if not o.startswith(EVALUATE_PREFIX)], "test")
+    output = str(Path(cfg["trainer"].get("default_root_dir") or ".") / "test_evaluation")
+    evaluation = compose_config("evaluate", ["videos=none", f"output={output}", *own])
+    callback = {"class_path": "emo_lightning.evaluation.test_callback.HeldOutEvaluation",
+                "init_args": {"output": evaluation["output"], "options": evaluation["options"],
+                              "components": {kind: evaluation.get(kind) for kind in EVALUATED_KINDS},
+                              "steps": evaluation.get("steps"), "max_items": evaluation.get("max_items"),
+                              "seed": cfg.get("seed_everything") or 0}}
+    cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), callback]
+    return cfg
+
+
 def predict_config(overrides: list[str]) -> dict[str, Any]:
     """A LightningCLI ``predict`` config: the model from the checkpoint's own hyper-parameters."""
     from emo_lightning.training.checkpoint import model_hparams, read_checkpoint
@@ -169,12 +194,21 @@ def main(argv: list[str] | None = None) -> None:
 
             manifest = preprocess(compose_config("preprocess", rest))
             print(json.dumps(manifest["summary"]))
+        elif command == "evaluate":
+            from emo_lightning.evaluation.evaluate import evaluate
+            from emo_lightning.evaluation.report import markdown_table
+
+            cfg = compose_config("evaluate", rest)
+            print(markdown_table(evaluate(cfg)) + f"\nwrote {cfg['output']}/metrics.json, metrics.md, per_video.csv")
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):
             run_lightning_cli([command, *rest])
         else:
-            cfg = predict_config(rest) if command == "predict" else fit_config(rest, command)
+            if command in ("predict", "test"):
+                cfg = {"predict": predict_config, "test": test_config}[command](rest)
+            else:
+                cfg = fit_config(rest, command)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
                 from emo_lightning.data.predict import report_jobs

@@ -18,8 +18,10 @@ CONFIG_DIR_ENV = "EMO_CONFIG_DIR"
 
 
 def config_dir() -> Path:
-    """``$EMO_CONFIG_DIR``, else ``./conf``, else the ``conf/`` that ships beside the package."""
-    candidates = [os.environ.get(CONFIG_DIR_ENV), "conf", Path(__file__).resolve().parent.parent / "conf"]
+    """``$EMO_CONFIG_DIR``, else ``./conf``, else the tree inside an installed package (``emo_lightning/conf``, copied
+    there by setup.py), else the repository's ``conf/`` (editable installs)."""
+    package = Path(__file__).resolve().parent
+    candidates = [os.environ.get(CONFIG_DIR_ENV), "conf", package / "conf", package.parent / "conf"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "fit.yaml").is_file():
             return Path(candidate).resolve()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +74,30 @@ def test_config_dir_is_found_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("EMO_CONFIG_DIR", str(tmp_path))
     (tmp_path / "fit.yaml").write_text("a: 1\n")
     assert config_dir() == Path(tmp_path).resolve()
+
+
+def test_a_plain_install_carries_the_config_tree(tmp_path):
+    """A wheel (what `pip install .` installs) holds conf/, and its emo_lightning finds it from any folder."""
+    repo, source = Path(__file__).resolve().parents[1], tmp_path / "source"  # a copy: the build leaves build/
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(repo / name, source)
+    for name in ("emo_lightning", "conf"):
+        shutil.copytree(repo / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
+             "-w", str(tmp_path / "wheel")]
+    subprocess.run(build, check=True, cwd=tmp_path, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("*.whl"))
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True)
+    probe = ("from emo_lightning.config import config_dir, compose_config; "
+             "print(config_dir()); print(compose_config('fit', ['experiment=tiny'])['model']['resolution'])")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("EMO_CONFIG_DIR", None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = subprocess.run([sys.executable, "-c", probe], check=True, cwd=elsewhere, env=env, capture_output=True,
+                         text=True).stdout.split()
+    assert Path(out[0]) == site / "emo_lightning" / "conf"
+    assert out[1] == "32"

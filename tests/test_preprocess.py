@@ -1,8 +1,9 @@
 """`emo preprocess` on the real HDTF clip → LitData data set → stage-aware batches → training steps.
 
-One module-scoped run preprocesses, with two worker processes, copies of the clip made here with PyAV: its first
-3 s with sound, the same 3 s without sound, truncated copies (of the original, whose index is at its end; of the
-3 s file, whose index is at its front; of the 3 s file remuxed to Matroska) and a text file named .mp4.
+One module-scoped run preprocesses (the default face detector and landmarks), with two worker processes, copies of
+the clip made here with PyAV: its first 3 s with sound, the same 3 s without sound, truncated copies (of the
+original, whose index is at its end; of the 3 s file, whose index is at its front; of the 3 s file remuxed to
+Matroska) and a text file named .mp4.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from conftest import tiny_batch, tiny_config, tiny_module
 from skimage.data import astronaut
 
 from emo_lightning import registry
-from emo_lightning.data.preprocessed import PreprocessedDataModule, mouth_boxes, split_identities
+from emo_lightning.data.preprocessed import PreprocessedDataModule, lip_masks, mouth_boxes, split_identities
+from emo_lightning.data.synthetic import boxes_to_mask
 from emo_lightning.media import Mp4Writer, load_audio, read_video
 from emo_lightning.preprocess import NoFaceError, Settings, crop_portrait
 from emo_lightning.preprocess.runner import run
 
 SECONDS, FPS, RESOLUTION = 3, 25, 64
 SETTINGS = Settings(fps=FPS, resolution=RESOLUTION, segment_seconds=2.0)
-DETECTOR, ESTIMATOR = {"name": "opencv_haar"}, {"name": "flow"}
+DETECTOR, ESTIMATOR, LANDMARKS = {"name": "mediapipe"}, {"name": "flow"}, {"name": "mediapipe_mesh"}
 
 # Measured by eye on frames of hdtf_clip.mp4 rendered with a 25 px grid: (left eye, right eye, mouth) centres.
 HDTF_LANDMARKS = {0: ((200, 242), (312, 235), (265, 380)),
@@ -65,7 +67,7 @@ def hdtf(sample, tmp_path_factory) -> dict:
     (videos / "bad" / "truncated.mkv").write_bytes(remuxed[: len(remuxed) * 3 // 5])
     (videos / "bad" / "notes.mp4").write_text("these are meeting notes, not a video\n")
     output = root / "out"
-    manifest = run(videos, output, SETTINGS, DETECTOR, ESTIMATOR, workers=2, progress=False)
+    manifest = run(videos, output, SETTINGS, DETECTOR, ESTIMATOR, workers=2, progress=False, landmarks=LANDMARKS)
     return {"source": source, "videos": videos, "output": output, "manifest": manifest, "frames": frames}
 
 
@@ -107,24 +109,27 @@ def test_bad_files_are_reported_and_skipped(hdtf, name, reason):
                                            "frames": 150}
 
 
-def _source_boxes(hdtf: dict, report: dict) -> np.ndarray:
-    """The video's stored per-frame boxes (crop pixels, per segment) mapped back to source-frame pixels."""
+def _source_track(hdtf: dict, report: dict, key: str = "boxes") -> np.ndarray:
+    """The video's stored per-frame ``boxes`` (F, 4) or ``landmarks`` (F, P, 2) (crop pixels, per segment) mapped back
+    to source-frame pixels."""
     from litdata import StreamingDataset
 
     raw = StreamingDataset(str(hdtf["output"] / "data"))
     items = {item["key"]: item for item in (raw[i] for i in range(len(raw)))}
-    boxes = []
+    track = []
     for number, segment in enumerate(report["segments"]):
         left, top, side = segment["region"]
         item = items[f"{report['id']}/{number}"]
         assert item["face_found"].all()
-        boxes.append(item["boxes"] * side / RESOLUTION + np.array([left, top, left, top]))
-    return np.concatenate(boxes)
+        values = np.asarray(item[key], np.float32)
+        shape = values.shape
+        track.append((values.reshape(-1, 2) * side / RESOLUTION + np.array([left, top])).reshape(shape))
+    return np.concatenate(track)
 
 
 def test_face_box_lands_on_the_face(hdtf):
     """Stored boxes hold both eyes and the mouth measured by eye, are face-sized and centred on the face."""
-    boxes = _source_boxes(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4"))
+    boxes = _source_track(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4"))
     assert boxes.shape == (SECONDS * FPS, 4)
     for frame, (eye_l, eye_r, mouth) in HDTF_LANDMARKS.items():
         x0, y0, x1, y1 = boxes[frame]
@@ -136,10 +141,31 @@ def test_face_box_lands_on_the_face(hdtf):
         assert np.hypot(*(centre - [(x0 + x1) / 2, (y0 + y1) / 2])) < 0.2 * (x1 - x0)
 
 
+def test_landmark_lip_mask_holds_the_mouth_not_the_eyes_and_less_than_the_box_region(hdtf):
+    """With landmarks stored, the lip mask is the filled, grown outer-lip contour: on the HDTF clip (rendered at the
+    source's 512 px) it holds the mouth measured by eye, neither eye, and a fraction of the face-box heuristic's
+    region."""
+    report = _report(hdtf, "WDA_KatieHill_000.mp4")
+    points, boxes = _source_track(hdtf, report, "landmarks"), _source_track(hdtf, report)
+    assert points.shape == (SECONDS * FPS, 478, 2) and np.isfinite(points).all()
+    lips = np.asarray(json.loads((hdtf["output"] / "data" / "index.json").read_text())["emo"]["landmarks"]["regions"]
+                      ["lips_outer"])
+    masks = lip_masks(points, lips, boxes, 512)
+    heuristic = np.stack([boxes_to_mask(box[None], 512) for box in mouth_boxes(boxes)])
+    for frame, (eye_l, eye_r, mouth) in HDTF_LANDMARKS.items():
+        mask = masks[frame]
+        assert mask[mouth[1], mouth[0]] == 1, f"frame {frame}: the mouth {mouth} is outside the lip mask"
+        assert mask[eye_l[1], eye_l[0]] == 0 and mask[eye_r[1], eye_r[0]] == 0, f"frame {frame}: an eye in it"
+    faces = np.stack([boxes_to_mask(box[None], 512) for box in boxes])
+    assert np.all(masks <= faces)  # within each frame's face box
+    ratio = masks.sum((1, 2)) / heuristic.sum((1, 2))
+    assert ratio.mean() < 0.5 and np.all(ratio < 0.75), ratio
+
+
 def test_lip_region_holds_the_mouth_and_not_the_eyes(hdtf):
-    """The lip mask of preprocessed data is the mouth region of each stored face box: on the HDTF clip it holds
-    the mouth measured by eye, and neither eye."""
-    regions = mouth_boxes(_source_boxes(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4")))
+    """Without landmarks the lip mask is the mouth region of each stored face box: on the HDTF clip it holds the
+    mouth measured by eye, and neither eye."""
+    regions = mouth_boxes(_source_track(hdtf, _report(hdtf, "WDA_KatieHill_000.mp4")))
     for frame, (eye_l, eye_r, mouth) in HDTF_LANDMARKS.items():
         region = regions[frame]
         assert _inside(mouth, region), f"frame {frame}: mouth {mouth} outside the lip region {np.round(region)}"
@@ -207,13 +233,14 @@ def test_rerun_skips_finished_videos_and_cleans_a_killed_run(hdtf):
     (output / ".work" / "killed.1234").mkdir(parents=True)
     (output / ".work" / "killed.1234" / "chunk-0-0.bin").write_bytes(b"partial")
     (output / "data" / "chunk-killed-1234-0-0.bin").write_bytes(b"partial")
-    manifest = run(hdtf["videos"], output, SETTINGS, DETECTOR, ESTIMATOR, workers=2, progress=False)
+    manifest = run(hdtf["videos"], output, SETTINGS, DETECTOR, ESTIMATOR, workers=2, progress=False,
+                   landmarks=LANDMARKS)
     assert {p.name: p.read_text() for p in (output / "reports").glob("*.json")} == reports  # nothing redone
     assert (output / "data" / "index.json").read_text() == index
     assert not (output / ".work").exists() and not (output / "data" / "chunk-killed-1234-0-0.bin").exists()
     assert manifest["summary"] == hdtf["manifest"]["summary"]
     with pytest.raises(ValueError, match="other settings"):
-        run(hdtf["videos"], output, Settings(fps=30), DETECTOR, ESTIMATOR, progress=False)
+        run(hdtf["videos"], output, Settings(fps=30), DETECTOR, ESTIMATOR, progress=False, landmarks=LANDMARKS)
 
 
 def test_astronaut_has_exactly_one_face():
@@ -257,3 +284,29 @@ def test_cached_latents_are_the_models_vae_latents(hdtf, tmp_path):
     with pytest.warns(UserWarning, match="resolution differs"):
         other.setup("fit")
     assert "frames_latents" not in next(iter(other.train_dataloader()))
+
+
+def test_default_settings_keep_a_tall_phone_video(sample, tmp_path):
+    """The shared clip reshaped into a 704x1216 phone video, filling a quarter of its width (the face ~15% of the
+    frame's width, visible throughout), is kept whole by `emo preprocess` with its default face detector and
+    landmarks, and every frame has its face and its lips."""
+    from emo_lightning.config import compose_config
+    from emo_lightning.media import fit_into_frame
+    from emo_lightning.preprocess.runner import preprocess
+
+    frames, _ = read_video(sample("hdtf_clip.mp4"))
+    tall, _ = fit_into_frame(frames[:SECONDS * FPS], 704, 1216, fill=0.25)
+    with Mp4Writer(tmp_path / "videos" / "phone.mp4", FPS, 704, 1216, audio=load_audio(sample("hdtf_clip.mp4"))
+                   [:SECONDS * 16000]) as writer:
+        writer.write(tall)
+    cfg = compose_config("preprocess", [f"input={tmp_path / 'videos'}", f"output={tmp_path / 'out'}",
+                                        f"resolution={RESOLUTION}", "segment_seconds=2"])  # only sizes differ
+    manifest = preprocess({**cfg, "workers": 1})
+    report = manifest["videos"][0]
+    assert report["status"] == "kept" and not report["dropped_segments"], report
+    assert sum(s["frames"] for s in report["segments"]) == SECONDS * FPS
+    from litdata import StreamingDataset
+
+    items = StreamingDataset(str(tmp_path / "out" / "data"))
+    for item in (items[i] for i in range(len(items))):
+        assert item["face_found"].all() and np.isfinite(np.asarray(item["landmarks"], np.float32)).all()

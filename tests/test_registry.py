@@ -116,6 +116,40 @@ def test_plugin_that_is_not_a_component_fails_at_build(tmp_path):
         registry.build("face_locator", "not_a_module", latent_channels=4, downsample=8)
 
 
+def test_face_model_plugins_that_break_their_promises_fail_at_build(tmp_path):
+    """Landmarks without the lips, landmarks partly NaN, and an embedding that is not unit-norm are refused."""
+    _write_plugin(tmp_path, "bad_faces", """
+        import numpy as np
+        from emo_lightning.components.base import FaceEmbedder, FaceLandmarks
+        from emo_lightning.registry import register
+
+        @register("landmarks", "no_lips")
+        class NoLips(FaceLandmarks):
+            num_points, regions = 4, {"left_eye": np.array([0, 1]), "right_eye": np.array([2, 3])}
+            def detect(self, image, box=None):
+                return np.zeros((4, 2), np.float32)
+
+        @register("landmarks", "half_found")
+        class HalfFound(NoLips):
+            regions = {**NoLips.regions, "lips_outer": np.array([0, 1, 2]), "lips_inner": np.array([1, 2, 3])}
+            def detect(self, image, box=None):
+                return np.array([[1, 1], [2, 2], [np.nan, np.nan], [3, 3]], np.float32)
+
+        @register("face_embedder", "raw_vector")
+        class RawVector(FaceEmbedder):
+            dim = 3
+            def embed(self, image, box=None):
+                return np.array([1, 2, 3], np.float32)  # forgot to L2-normalise
+    """)
+    registry.load_plugin_paths([tmp_path])
+    with pytest.raises(PluginContractError, match=r"'no_lips' breaks its interface: regions lack \['lips_outer'"):
+        registry.build("landmarks", "no_lips")
+    with pytest.raises(PluginContractError, match="'half_found' breaks .* 2 non-finite of 8 values"):
+        registry.build("landmarks", "half_found")
+    with pytest.raises(PluginContractError, match="'raw_vector' breaks .* norm 3.7417, expected 1"):
+        registry.build("face_embedder", "raw_vector")
+
+
 def test_plugin_file_that_fails_to_import_names_the_file(tmp_path):
     path = _write_plugin(tmp_path, "broken", "import this_package_does_not_exist\n")
     with pytest.raises(RegistryError, match=f"plugin file {path} failed to import: ModuleNotFoundError"):

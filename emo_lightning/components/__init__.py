@@ -3,11 +3,16 @@
 from emo_lightning.components import (  # noqa: F401
     audio_encoder,
     face_detector,
+    face_embedder,
     face_locator,
+    frame_features,
+    landmarks,
     pose_estimator,
     scheduler,
     speed_encoder,
+    sync_model,
     temporal_block,
     unet,
     vae,
+    video_features,
 )

@@ -215,7 +215,9 @@ class FaceLandmarks(ABC):
     pixels of ``image``, for the face in ``box`` (the most prominent face when ``box`` is None); every value is NaN
     when no face is found. ``regions`` names index arrays into the points; every model provides at least
     ``lips_outer`` and ``lips_inner`` (each an ordered closed contour, so that it can be filled as a polygon) and
-    ``left_eye`` / ``right_eye`` (the subject's own left / right).
+    ``left_eye`` / ``right_eye`` (the subject's own left / right). Models may name more: the built-in ones add
+    ``mouth_opening``, (K, 2) index pairs (upper, lower) of inner-lip points facing each other across the mouth,
+    middle pair first, and ``nose``, ``left_eyebrow``, ``right_eyebrow`` (plus ``face_oval`` or ``jaw``).
     """
 
     num_points: int
@@ -242,13 +244,15 @@ class FaceLandmarks(ABC):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.num_points, 2):
             raise PluginContractError(f"detect(64x48 image) returned {_describe(out)}, "
                                       f"expected float32 ({component.num_points}, 2)")
+        _all_or_none(out, "detect(64x48 image)")
 
 
 class FaceEmbedder(ABC):
     """Identity embedding of the face in one image (F-SIM, identity drift; not an nn.Module).
 
     ``embed(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (dim,)``, L2-normalised, so
-    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found.
+    that the dot product of two embeddings is their cosine similarity; every value is NaN when no face is found (the
+    face in ``box``; the most prominent face when ``box`` is None).
     """
 
     dim: int
@@ -262,6 +266,90 @@ class FaceEmbedder(ABC):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (component.dim,):
             raise PluginContractError(f"embed(64x48 image) returned {_describe(out)}, "
                                       f"expected float32 ({component.dim},)")
+        _all_or_none(out, "embed(64x48 image)")
+        if np.isfinite(out).all() and abs(float(np.linalg.norm(out)) - 1) > 1e-3:
+            raise PluginContractError(f"embed(64x48 image) has norm {np.linalg.norm(out):.4f}, expected 1 "
+                                      "(L2-normalised) or every value NaN (no face)")
+
+
+def _all_or_none(values: np.ndarray, what: str) -> None:
+    """A face model's output is finite throughout, or NaN throughout (no face): never partly NaN."""
+    finite = np.isfinite(values)
+    if not (finite.all() or np.isnan(values).all()):
+        raise PluginContractError(f"{what} returned {int((~finite).sum())} non-finite of {values.size} values: "
+                                  "expected all finite, or all NaN when there is no face")
+
+
+class FrameFeatures(Component):
+    """Images → one feature vector each (FID and KID per frame; an Inception network for the standard numbers).
+
+    ``forward(images uint8 (N, 3, H, W) RGB, any H×W) -> float (N, num_features)``.
+    """
+
+    num_features: int
+
+    @abstractmethod
+    def forward(self, images: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: FrameFeatures) -> None:
+        images = torch.randint(0, 256, (2, 3, 40, 48), dtype=torch.uint8, device=_probe_kwargs(component)["device"])
+        with torch.no_grad():
+            _expect(component(images), (2, component.num_features), "forward(2x3x40x48 uint8)")
+
+
+class VideoFeatures(Component):
+    """Video clips → one feature vector each (FVD; an I3D network for the standard numbers).
+
+    ``forward(videos uint8 (N, 3, F, H, W) RGB, any F ≥ min_frames and H×W) -> float (N, num_features)``.
+    """
+
+    num_features: int
+    min_frames: int = 1
+
+    @abstractmethod
+    def forward(self, videos: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: VideoFeatures) -> None:
+        frames = max(component.min_frames, 4)
+        videos = torch.randint(0, 256, (2, 3, frames, 40, 48), dtype=torch.uint8,
+                               device=_probe_kwargs(component)["device"])
+        with torch.no_grad():
+            _expect(component(videos), (2, component.num_features), f"forward(2x3x{frames}x40x48 uint8)")
+
+
+class SyncModel(Component):
+    """A SyncNet-style pair of embeddings, one of the audio and one of the mouth region, per window of ``window``
+    consecutive video frames at ``fps``; in sync, a window's two embeddings are close (Sync-C, Sync-D).
+
+    ``embed_video(crops uint8 (F, 3, crop_size, crop_size) RGB face crops) -> float (F - window + 1, dim)``;
+    ``embed_audio(waveform float (S,) mono at sample_rate, num_frames F) -> float (F - window + 1, dim)``, window
+    ``i`` of both covering frames ``i … i + window - 1`` (frame f ↔ samples from f·sample_rate/fps).
+    """
+
+    sample_rate: int = 16000
+    fps: float = 25.0
+    window: int = 5
+    crop_size: int
+    dim: int
+
+    @abstractmethod
+    def embed_video(self, crops: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def embed_audio(self, waveform: Tensor, num_frames: int) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: SyncModel) -> None:
+        device = _probe_kwargs(component)["device"]
+        frames = component.window + 2
+        crops = torch.randint(0, 256, (frames, 3, component.crop_size, component.crop_size), dtype=torch.uint8,
+                              device=device)
+        wave = torch.randn(round(frames / component.fps * component.sample_rate), device=device) * 0.1
+        with torch.no_grad():
+            _expect(component.embed_video(crops), (3, component.dim), f"embed_video({frames} crops)")
+            _expect(component.embed_audio(wave, frames), (3, component.dim), f"embed_audio(audio of {frames} frames)")
 
 
 def _describe(value: object) -> str:
@@ -300,4 +388,7 @@ INTERFACES: dict[str, type | _DiffusersContract] = {
     "pose_estimator": PoseEstimator,
     "landmarks": FaceLandmarks,
     "face_embedder": FaceEmbedder,
+    "frame_features": FrameFeatures,
+    "video_features": VideoFeatures,
+    "sync_model": SyncModel,
 }

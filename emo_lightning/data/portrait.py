@@ -18,6 +18,10 @@ NO_DETECTOR = "none"
 """``face_detector=none``: centre square crop and a central face box, for portraits a detector misses
 (cartoons, sketches, synthetic faces) or that are already cropped."""
 
+DEFAULT_DETECTOR = "mediapipe"
+"""The face detector portraits are cropped with unless told otherwise (``conf/predict.yaml`` names the same one):
+BlazeFace full-range found the face in every frame and portrait of ``benchmarks/face_detection.py``."""
+
 DetectorSpec = str | dict[str, Any]
 """A registered ``face_detector`` name, or a mapping of its ``name`` and keyword arguments."""
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from emo_lightning.data.jobs import read_jobs
-from emo_lightning.data.portrait import DetectorSpec, load_portrait
+from emo_lightning.data.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.media import load_audio
 from emo_lightning.progress import StepBar
 
@@ -99,7 +99,7 @@ class PredictDataModule(pl.LightningDataModule):
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
                  jobs: str | None = None, resolution: int = 512, sample_rate: int = 16000,
-                 face_detector: DetectorSpec = "opencv_haar", seed: int = 0, steps: int | None = None,
+                 face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int = 0, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
                  speed: float | None = None, sampler: str | None = None, fps: float | None = None):
         super().__init__()

@@ -27,8 +27,32 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
 from emo_lightning.data.synthetic import boxes_to_mask
 
 # Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
-# enough for the head turns of talking-head video. `lip_loss_weight` weights this region.
+# enough for the head turns of talking-head video. The lip mask of a data set made without landmarks (and of a frame
+# whose lips were not found) is this region.
 MOUTH_IN_FACE_BOX = (0.2, 0.55, 0.8, 1.0)
+
+
+LIP_MARGIN = 0.15
+"""The landmark lip mask is the filled outer-lip contour grown on every side by this share of the mouth's width
+(corner to corner), so that the skin the lips move is weighted too."""
+
+
+def lip_masks(points: np.ndarray, lips_outer: np.ndarray, face_boxes: np.ndarray, resolution: int) -> np.ndarray:
+    """(F, H, W) float32 lip masks of ``resolution``² frames: each frame's outer-lip contour (``points`` (F, P, 2)
+    in pixels, ``lips_outer`` its indices, in order) filled and grown by ``LIP_MARGIN``; a frame whose lips were not
+    found (NaN) falls back to the mouth region of its face box (``mouth_boxes``)."""
+    fallback = mouth_boxes(face_boxes)
+    masks = np.zeros((len(points), resolution, resolution), np.uint8)
+    for mask, frame_points, box in zip(masks, np.asarray(points, np.float32), fallback, strict=True):
+        lips = frame_points[lips_outer]
+        if not np.isfinite(lips).all():
+            mask[:] = boxes_to_mask(box[None], resolution)
+            continue
+        contour = np.round(lips * 16).astype(np.int32)  # 4 fractional bits (shift=4): sub-pixel vertices
+        grow = max(1, round(LIP_MARGIN * float(np.ptp(lips[:, 0]))))
+        cv2.fillPoly(mask, [contour], 1, shift=4)
+        cv2.polylines(mask, [contour], True, 1, thickness=2 * grow + 1, shift=4)
+    return masks.astype(np.float32)
 
 
 def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:
@@ -52,12 +76,13 @@ class PreprocessedClips(StreamingDataset):
     (1, H, W), the target frame's face box. Stages 2-3: ``reference`` (a frame of the segment outside the window
     when there is one), ``motion`` (3, N, H, W) and ``frames`` (3, F, H, W), consecutive, ``audio`` (S,) with
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
-    union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): the mouth region of each
-    target frame's face box (``MOUTH_IN_FACE_BOX``), and ``sample_id``, a number of the segment. Images are
-    float32 in [-1, 1], resized to ``resolution`` if the data set was made at another one.
-    ``random_windows=False`` picks the same window every epoch (validation). With ``use_latents`` and a data set
-    that cached VAE latents, ``reference_latents`` (C, h, w), ``motion_latents`` (C, N, h, w) and
-    ``frames_latents`` (C, F, h, w) come too (the training step then skips the VAE).
+    union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): each target frame's lips from
+    the landmarks `emo preprocess` stored (``lip_masks``), or the mouth region of its face box (``MOUTH_IN_FACE_BOX``)
+    in a data set made without landmarks, and ``sample_id``, a number of the segment. Images are float32 in
+    [-1, 1], resized to ``resolution`` if the data set was made at another one. ``random_windows=False`` picks the
+    same window every epoch (validation). With ``use_latents`` and a data set that cached VAE latents,
+    ``reference_latents`` (C, h, w), ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too
+    (the training step then skips the VAE).
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
@@ -84,7 +109,7 @@ class PreprocessedClips(StreamingDataset):
             frames = self._decode(item, [reference, target])
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
                       "mask": self._mask(item["boxes"][target:target + 1]),
-                      "lip_mask": self._lip_mask(item["boxes"][target:target + 1])}
+                      "lip_mask": self._lip_mask(item, slice(target, target + 1))}
             return {**sample, **self._latents(item, reference, [], [target]),
                     "sample_id": torch.tensor(self._sample_id(item))}
         n, f = self.motion_frames, self.num_frames
@@ -102,7 +127,7 @@ class PreprocessedClips(StreamingDataset):
             "frames": _images(frames[1 + n:]),
             "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
             "mask": self._mask(item["boxes"][target]),
-            "lip_mask": self._lip_mask(item["boxes"][target]),
+            "lip_mask": self._lip_mask(item, target),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
             "sample_id": torch.tensor(self._sample_id(item)),
@@ -135,10 +160,17 @@ class PreprocessedClips(StreamingDataset):
     def _mask(self, boxes: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(boxes_to_mask(self._scaled(boxes), self.resolution))[None]
 
-    def _lip_mask(self, boxes: np.ndarray) -> torch.Tensor:
-        """(1, F, H, W): each frame's mouth region, placed in its face box (no landmarks are stored)."""
-        mouths = mouth_boxes(self._scaled(boxes))
-        return torch.from_numpy(np.stack([boxes_to_mask(box[None], self.resolution) for box in mouths]))[None]
+    def _lip_mask(self, item: dict[str, Any], frames: slice) -> torch.Tensor:
+        """(1, F, H, W): each frame's lips from its stored landmarks (``lip_masks``), or, in a data set without
+        landmarks, the mouth region of its face box (``mouth_boxes``)."""
+        boxes = self._scaled(item["boxes"][frames])
+        stored = self.metadata.get("landmarks")
+        if stored and "landmarks" in item:
+            points = self._scaled(np.asarray(item["landmarks"][frames], np.float32))
+            masks = lip_masks(points, np.asarray(stored["regions"]["lips_outer"]), boxes, self.resolution)
+        else:
+            masks = np.stack([boxes_to_mask(box[None], self.resolution) for box in mouth_boxes(boxes)])
+        return torch.from_numpy(masks)[None]
 
     def _scaled(self, boxes: np.ndarray) -> np.ndarray:
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])

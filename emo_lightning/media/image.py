@@ -1,4 +1,4 @@
-"""Image loading: any PIL-readable file, PIL image or array to uint8 RGB (H, W, 3)."""
+"""Image loading: any PIL-readable file, PIL image or array to uint8 RGB (H, W, 3); fitting images into a frame."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -85,3 +86,22 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, rgba)
     return np.asarray(im.convert("RGB"))
+
+
+def fit_into_frame(images: np.ndarray, width: int, height: int, fill: float = 1.0) -> np.ndarray:
+    """uint8 (..., h, w, 3) images scaled to ``fill`` × ``width`` wide and centred in ``width`` × ``height`` frames,
+    the rest filled by repeating the edge pixels (or cut, when the scaled images are taller): e.g. a square
+    talking-head clip reshaped into a tall phone video. Returns the frames and the placement ``(scale, left, top)``
+    (a point x, y of an image lands at x · scale + left, y · scale + top)."""
+    flat = images.reshape(-1, *images.shape[-3:])
+    scale = fill * width / flat.shape[2]
+    size = (round(flat.shape[2] * scale), round(flat.shape[1] * scale))
+    left, top = (width - size[0]) // 2, (height - size[1]) // 2
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    out = []
+    for image in flat:
+        scaled = cv2.resize(image, size, interpolation=interpolation)[max(0, -top):max(0, -top) + height]
+        pad_top = max(0, top)
+        out.append(cv2.copyMakeBorder(scaled, pad_top, height - scaled.shape[0] - pad_top, left,
+                                      width - size[0] - left, cv2.BORDER_REPLICATE))
+    return np.stack(out).reshape(*images.shape[:-3], height, width, 3), (scale, left, top)

@@ -42,10 +42,18 @@ def crop_frames(frames: np.ndarray, region: tuple[int, int, int], resolution: in
     return np.stack(crops).reshape(*frames.shape[:-3], resolution, resolution, 3)
 
 
+def points_in_crop(points: np.ndarray, region: tuple[int, int, int], resolution: int) -> np.ndarray:
+    """Points (..., 2) x, y in source pixels → pixels of the ``resolution``² crop of ``region`` (float32; NaN stays
+    NaN, points outside the crop stay outside)."""
+    left, top, side = region
+    moved = (np.asarray(points, np.float32) - np.array([left, top], np.float32)) * (resolution / side)
+    return moved.astype(np.float32)
+
+
 def boxes_in_crop(boxes: np.ndarray, region: tuple[int, int, int], resolution: int) -> np.ndarray:
     """Boxes (..., 4) in source pixels → pixels of the ``resolution``² crop of ``region``, clipped to it."""
-    left, top, side = region
-    moved = (np.asarray(boxes, np.float32) - np.array([left, top, left, top], np.float32)) * (resolution / side)
+    boxes = np.asarray(boxes, np.float32)
+    moved = points_in_crop(boxes.reshape(*boxes.shape[:-1], 2, 2), region, resolution).reshape(boxes.shape)
     return np.clip(moved, 0, resolution).astype(np.float32)
 
 

@@ -11,8 +11,15 @@ import cv2
 import numpy as np
 import torch
 
-from emo_lightning.components.base import VAE, FaceDetector, PoseEstimator
-from emo_lightning.preprocess.crop import DEFAULT_MARGIN, DEFAULT_MIN_FACE, boxes_in_crop, crop_frames, square_region
+from emo_lightning.components.base import VAE, FaceDetector, FaceLandmarks, PoseEstimator
+from emo_lightning.preprocess.crop import (
+    DEFAULT_MARGIN,
+    DEFAULT_MIN_FACE,
+    boxes_in_crop,
+    crop_frames,
+    points_in_crop,
+    square_region,
+)
 from emo_lightning.preprocess.decode import aligned_audio, audio_span, has_audio, resampled_frames, segments
 from emo_lightning.preprocess.faces import face_track
 
@@ -51,11 +58,13 @@ def encode_latents(vae: VAE, crops: np.ndarray, batch: int = 8) -> np.ndarray:
 
 def process_video(path: str | Path, video_id: str, identity: str, settings: Settings, detector: FaceDetector,
                   estimator: PoseEstimator, emit: Callable[[dict[str, Any]], None],
-                  vae: VAE | None = None) -> dict[str, Any]:
+                  vae: VAE | None = None, landmarks: FaceLandmarks | None = None) -> dict[str, Any]:
     """Turn one video into items handed to ``emit``; return the report fields (frames, segments kept/dropped).
 
     A segment is kept when a face is found in at least ``min_face_frames`` of its frames; its square crop is the
-    union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``.
+    union of its face boxes grown by ``margin``. With a ``vae`` each item also holds its frames' ``latents``; with
+    ``landmarks``, each frame's ``landmarks`` float16 (F, num_points, 2) in crop pixels (found on the source frame
+    in its face box; NaN where none).
     Raises MediaError for unreadable or truncated files (the caller discards anything already emitted).
     """
     sound = has_audio(path)
@@ -75,6 +84,9 @@ def process_video(path: str | Path, video_id: str, identity: str, settings: Sett
         crops = crop_frames(frames, region, settings.resolution)
         jpeg, offsets = encode_jpegs(crops, settings.jpeg_quality)
         cached = {"latents": encode_latents(vae, crops)} if vae is not None else {}
+        if landmarks is not None:
+            points = points_in_crop(landmarks.detect_video(frames, boxes), region, settings.resolution)
+            cached["landmarks"] = points.astype(np.float16)
         emit({
             "key": f"{video_id}/{len(kept)}",
             "identity": identity,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
@@ -91,12 +92,13 @@ def _build(kind: str, spec: dict[str, Any]) -> Any:
 
 
 def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], estimator: dict[str, Any],
-                 chunk_bytes: str, single_thread: bool) -> None:
+                 landmarks: dict[str, Any] | None, chunk_bytes: str, single_thread: bool) -> None:
     if single_thread:  # one process per core
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
                    detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
+                   landmarks=_build("landmarks", landmarks) if landmarks else None,
                    vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None)
 
 
@@ -108,7 +110,8 @@ def _run(job: Job) -> dict[str, Any]:
     writer = VideoWriter(output / "data", output / ".work", job.video_id, _worker["chunk_bytes"])
     try:
         report.update(process_video(job.source, job.video_id, job.identity, _worker["settings"],
-                                    _worker["detector"], _worker["estimator"], writer.add, _worker["vae"]))
+                                    _worker["detector"], _worker["estimator"], writer.add, _worker["vae"],
+                                    _worker["landmarks"]))
         if report["segments"]:
             report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1], index=writer.commit())
         else:
@@ -136,21 +139,28 @@ def _check_settings(output: Path, recorded: dict[str, Any]) -> None:
     write_json(path, recorded)
 
 
-def _metadata(settings: Settings, reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the DataModule needs to know without reading items: item order, identities, audio, lengths."""
+def _metadata(settings: Settings, reports: list[dict[str, Any]], landmarks: dict[str, Any] | None) -> dict[str, Any]:
+    """What the DataModule needs to know without reading items: item order, identities, audio, lengths, and the
+    landmark model's spec, point count and regions when items hold landmarks."""
     videos = [{"id": r["id"], "identity": r["identity"], "has_audio": r["has_audio"],
                "segments": [s["frames"] for s in r["segments"]]} for r in reports if r["status"] == "kept"]
+    model = _worker["landmarks"]
+    points = {"spec": landmarks, "num_points": model.num_points,
+              "regions": {name: np.asarray(idx).tolist() for name, idx in model.regions.items()}} if model else None
     return {"version": 1, "fps": settings.fps, "resolution": settings.resolution,
-            "sample_rate": settings.sample_rate, "latents": settings.cache_vae, "videos": videos}
+            "sample_rate": settings.sample_rate, "latents": settings.cache_vae, "landmarks": points, "videos": videos}
 
 
 def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Settings,
         face_detector: dict[str, Any], pose_estimator: dict[str, Any], workers: int = 1,
-        identity: str = "stem", chunk_bytes: str = "64MB", progress: bool = True) -> dict[str, Any]:
-    """Preprocess every video of ``inputs`` not done yet into ``output``; return the manifest."""
+        identity: str = "stem", chunk_bytes: str = "64MB", progress: bool = True,
+        landmarks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Preprocess every video of ``inputs`` not done yet into ``output``; return the manifest. ``landmarks``: a
+    landmarks component spec whose points each item stores (None or name ``none``: no landmarks)."""
     output = Path(output)
     videos = list_videos(inputs)
-    args = (output, settings, face_detector, pose_estimator, chunk_bytes)
+    landmarks = None if not landmarks or landmarks.get("name") == "none" else dict(landmarks)
+    args = (output, settings, face_detector, pose_estimator, landmarks, chunk_bytes)
     _init_worker(*args, single_thread=False)  # a bad component spec or missing models fail here, before any write
     for sub in ("data", "reports"):
         (output / sub).mkdir(parents=True, exist_ok=True)
@@ -160,7 +170,8 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         raise RuntimeError(f"another `emo preprocess` is writing to {output}") from None
     with lock:
         _check_settings(output, {**settings.as_dict(), "face_detector": face_detector,
-                                 "pose_estimator": pose_estimator, "identity": identity, "chunk_bytes": chunk_bytes})
+                                 "pose_estimator": pose_estimator, "landmarks": landmarks, "identity": identity,
+                                 "chunk_bytes": chunk_bytes})
         shutil.rmtree(output / ".work", ignore_errors=True)  # what a killed run was writing
         jobs = [Job(str(video), video_id(video, root), identity_of(video, identity)) for video, root in videos]
         todo = [job for job in jobs if not finished(output / "reports", job.video_id, job.source)]
@@ -175,7 +186,7 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         shutil.rmtree(output / ".work", ignore_errors=True)
         reports = [r for r in read_reports(output / "reports") if r["id"] in {job.video_id for job in jobs}]
         write_index(output / "data", [r["index"] for r in reports if r["status"] == "kept"],
-                    _metadata(settings, reports))
+                    _metadata(settings, reports, landmarks))
         return write_manifest(output, settings.as_dict(), reports)
 
 
@@ -211,4 +222,5 @@ def preprocess(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run from the composed ``conf/preprocess.yaml``."""
     settings = Settings(**{f.name: cfg[f.name] for f in fields(Settings) if f.name in cfg})
     return run(cfg["input"], cfg["output"], settings, cfg["face_detector"], cfg["pose_estimator"],
-               workers=cfg["workers"], identity=cfg["identity"], chunk_bytes=cfg["chunk_bytes"])
+               workers=cfg["workers"], identity=cfg["identity"], chunk_bytes=cfg["chunk_bytes"],
+               landmarks=cfg.get("landmarks"))

@@ -9,41 +9,37 @@ import cv2
 import numpy as np
 
 from emo_lightning.components.base import FaceDetector
+from emo_lightning.components.face_detector.scaling import downscaled, sorted_rows
 from emo_lightning.registry import register
 
 
-@register("face_detector", "opencv_haar", tiny={"max_side": 192})
+@register("face_detector", "opencv_haar", tiny={"short_side": 192})
 class HaarFaceDetector(FaceDetector):
-    """Viola-Jones frontal-face cascade on a grey, histogram-equalised copy scaled to ``max_side`` pixels.
+    """Viola-Jones frontal-face cascade on a grey, histogram-equalised copy whose shorter side is at most
+    ``short_side`` pixels (the shorter side, so that tall phone frames keep as many pixels per face as square ones).
 
     The score of a box is the cascade's last-stage weight (``detectMultiScale3``); boxes below ``min_score`` are
     dropped (weak hits on clothes and background score ~1-2, faces ~5-12 with the default cascade). Profiles and
-    strong head turns are missed: that is what the preprocessing's no-face rule is for.
+    strong head turns or tilts are missed: that is what the preprocessing's no-face rule is for.
     """
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", max_side: int = 256,
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", short_side: int | None = 384,
                  scale_factor: float = 1.1, min_neighbors: int = 5, min_size: float = 0.08, min_score: float = 3.0):
         path = Path(cascade) if Path(cascade).is_file() else Path(cv2.data.haarcascades) / cascade
         self.classifier = cv2.CascadeClassifier(str(path))
         if self.classifier.empty():
             raise FileNotFoundError(f"cannot load the Haar cascade {cascade!r} (looked at {path}); the cascades ship "
                                     "with opencv-python-headless<5, under cv2.data.haarcascades")
-        self.max_side, self.scale_factor, self.min_neighbors = max_side, scale_factor, min_neighbors
+        self.short_side, self.scale_factor, self.min_neighbors = short_side, scale_factor, min_neighbors
         self.min_size, self.min_score = min_size, min_score
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        scale = min(1.0, self.max_side / max(image.shape[:2]))
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        gray, scale = downscaled(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), self.short_side)
         gray = cv2.equalizeHist(gray)
         smallest = max(12, round(self.min_size * min(gray.shape)))
         boxes, _, weights = self.classifier.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(smallest, smallest),
             outputRejectLevels=True)
-        if len(boxes) == 0:
-            return np.zeros((0, 5), np.float32)
-        xywh = np.asarray(boxes, np.float32) / scale
-        rows = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:], np.asarray(weights, np.float32)[:, None]], 1)
-        rows = rows[rows[:, 4] >= self.min_score]
-        return rows[np.argsort(-rows[:, 4], kind="stable")]
+        xywh = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return sorted_rows(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1), np.asarray(weights), scale,
+                           self.min_score)
