@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
@@ -64,16 +66,52 @@ def run_lightning_cli(args: list[str] | dict[str, Any]) -> LightningCLI:
     )
 
 
-def fit_config(overrides: list[str]) -> dict[str, Any]:
-    """A LightningCLI fit/validate/test config; a ``ckpt_path`` must match the configured components."""
-    from emo_lightning.training.checkpoint import check_architecture, read_checkpoint
+def run_checkpoint(root_dir: str | Path) -> Path | None:
+    """The checkpoint a restarted run continues from: the newer of ``<root>/checkpoints/last.ckpt`` and SLURM's
+    ``<root>/hpc_ckpt_N.ckpt``, if any."""
+    root = Path(root_dir)
+    candidates = [p for p in [root / "checkpoints" / "last.ckpt", *root.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
 
-    cfg = to_lightning_cli(compose_config("fit", overrides))
-    # a resumed run, and the base model of LoRA adapters, must be the configured architecture
-    for path in (cfg.get("ckpt_path"), cfg["model"].get("init_from") if cfg["model"].get("lora") else None):
-        if path:
-            check_architecture(read_checkpoint(path).get("hyper_parameters") or {}, cfg["model"], path)
+
+def fit_config(overrides: list[str], command: str = "fit") -> dict[str, Any]:
+    """A LightningCLI fit/validate/test config; a ``ckpt_path`` (and the base model of LoRA adapters) must match the
+    configured components. ``emo fit`` resumes from the run's own last checkpoint unless ``resume=false`` or a
+    ``ckpt_path`` is given."""
+    from emo_lightning.training.checkpoint import CheckpointError, check_architecture, read_checkpoint
+
+    composed = compose_config("fit", overrides)
+    resume = composed.get("resume", True)
+    cfg = to_lightning_cli(composed)
+    if command == "fit" and resume and not cfg.get("ckpt_path"):
+        found = run_checkpoint(cfg["trainer"]["default_root_dir"])
+        if found:
+            print(f"emo fit: resuming from {found} (resume=false starts over)", file=sys.stderr)
+            cfg["ckpt_path"] = str(found)
+    lora_base = cfg["model"].get("init_from") if cfg["model"].get("lora") else None
+    if lora_base:
+        check_architecture(read_checkpoint(lora_base).get("hyper_parameters") or {}, cfg["model"], lora_base)
+    if cfg.get("ckpt_path") and cfg["ckpt_path"] not in ("last", "hpc"):
+        checkpoint = read_checkpoint(cfg["ckpt_path"])
+        try:
+            check_architecture(checkpoint.get("hyper_parameters") or {}, cfg["model"], cfg["ckpt_path"])
+        except CheckpointError as err:
+            if composed.get("ckpt_path"):
+                raise
+            raise CheckpointError(f"{err} This checkpoint was found in the run folder "
+                                  f"{cfg['trainer']['default_root_dir']}: resume=false starts a new run there, "
+                                  "or choose another trainer.default_root_dir.") from err
+        _continue_wandb_run(cfg["trainer"], checkpoint.get("wandb_run_id"))
     return cfg
+
+
+def _continue_wandb_run(trainer: dict[str, Any], run_id: str | None) -> None:
+    """A resumed run logs into the W&B run of the checkpoint (unless a run id is configured)."""
+    logger = trainer.get("logger")
+    if run_id and isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
+        args = logger.setdefault("init_args", {})
+        if not args.get("id"):
+            args.update(id=run_id, resume="allow")
 
 
 EVALUATE_PREFIX = "evaluate."
@@ -84,7 +122,7 @@ def test_config(overrides: list[str]) -> dict[str, Any]:
     """``emo test``: the fit config plus the held-out evaluation callback, whose components are those of
     ``conf/evaluate.yaml``, changed with ``evaluate.<key>=…`` overrides (``evaluate.frame_features=random_conv``)."""
     own = [o[len(EVALUATE_PREFIX):] for o in overrides if o.startswith(EVALUATE_PREFIX)]
-    cfg = fit_config([o for o in overrides if not o.startswith(EVALUATE_PREFIX)])
+    cfg = fit_config([o for o in overrides if not o.startswith(EVALUATE_PREFIX)], "test")
     output = str(Path(cfg["trainer"].get("default_root_dir") or ".") / "test_evaluation")
     evaluation = compose_config("evaluate", ["videos=none", f"output={output}", *own])
     callback = {"class_path": "emo_lightning.evaluation.test_callback.HeldOutEvaluation",
@@ -194,13 +232,19 @@ def main(argv: list[str] | None = None) -> None:
         elif any(arg.startswith("-") for arg in rest):
             run_lightning_cli([command, *rest])
         else:
-            configs = {"predict": predict_config, "test": test_config}
-            cfg = configs.get(command, fit_config)(rest)
+            if command in ("predict", "test"):
+                cfg = {"predict": predict_config, "test": test_config}[command](rest)
+            else:
+                cfg = fit_config(rest, command)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
                 from emo_lightning.data.predict import report_jobs
 
                 report_jobs([r for batch in cli.trainer.predict_loop.predictions for r in batch])
+    except SIGTERMException:
+        print(f"emo {command}: stopped by SIGTERM after saving the last checkpoint; the same command resumes",
+              file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):
             raise

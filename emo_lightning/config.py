@@ -54,6 +54,7 @@ def _strategy(strategy: Any) -> Any:
 def to_lightning_cli(cfg: dict[str, Any]) -> dict[str, Any]:
     """Map the Hydra tree (flat component args, named callbacks, a logger group) to LightningCLI's layout."""
     cfg = dict(cfg)
+    cfg.pop("resume", None)  # read by `emo fit` itself (cli.fit_config)
     trainer = dict(cfg.pop("trainer"))
     logger = cfg.pop("logger", None)
     if logger and "logger" not in trainer:

@@ -124,11 +124,11 @@ def test_head_speed_is_nonnegative_and_varies_across_clips() -> None:
 
 def test_stage1_item() -> None:
     item = SyntheticTalkingFaces(4, stage=1, resolution=32)[0]
-    assert set(item) == {"reference", "frames", "mask", "lip_mask"}
+    assert set(item) == {"reference", "frames", "mask", "lip_mask", "sample_id"}
     assert item["reference"].shape == (3, 32, 32) and item["frames"].shape == (3, 1, 32, 32)
     assert item["mask"].shape == (1, 32, 32) and item["lip_mask"].shape == (1, 1, 32, 32)
-    for value in item.values():
-        assert value.dtype == torch.float32 and value.min() >= -1 and value.max() <= 1
+    for key, value in item.items():
+        assert key == "sample_id" or (value.dtype == torch.float32 and value.min() >= -1 and value.max() <= 1)
     assert not torch.equal(item["reference"], item["frames"][:, 0])
 
 
@@ -147,9 +147,11 @@ def test_video_item(stage: int) -> None:
         "mouth_open": (8,),
         "loudness": (8,),
         "pose": (8, 3),
+        "sample_id": (),
     }
     assert {key: tuple(value.shape) for key, value in item.items()} == expected
-    assert all(value.dtype == torch.float32 for value in item.values())
+    assert item["sample_id"] == 1 and item["sample_id"].dtype == torch.int64
+    assert all(value.dtype == torch.float32 for key, value in item.items() if key != "sample_id")
     for key in ("reference", "motion", "frames"):
         assert item[key].min() >= -1 and item[key].max() <= 1
     assert (item["speed"] >= 0).all()

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from emo_lightning.data.rates import audio_sample_rate
+from emo_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from emo_lightning.data.synthetic import SyntheticTalkingFaces
 
 
@@ -49,20 +50,21 @@ class SyntheticDataModule(pl.LightningDataModule):
         self.train_set = self._dataset("train", self.hparams.train_samples)
         self.val_set = self._dataset("val", self.hparams.val_samples)
 
-    def _loader(self, dataset: SyntheticTalkingFaces, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
+    def _loader(self, dataset: SyntheticTalkingFaces) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Shuffled by (seed, epoch), sharded over the ranks, and resumable mid-epoch (see ``data/resumable.py``)."""
+        trainer = self.trainer
+        sampler = ResumableSampler(self.train_set, num_replicas=trainer.world_size if trainer else 1,
+                                   rank=trainer.global_rank if trainer else 0, seed=self.hparams.seed)
+        return ResumableDataLoader(self.train_set, sampler, batch_size=self.hparams.batch_size,
+                                   num_workers=self.hparams.num_workers,
+                                   persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)

@@ -80,14 +80,14 @@ class PreprocessedClips(StreamingDataset):
     S = round(F · sample_rate / fps) for the target frames, ``speed`` (F,) in degrees/frame, and ``mask``, the
     union of the target frames' face boxes. Every stage has ``lip_mask`` (1, F, H, W): each target frame's lips from
     the landmarks `emo preprocess` stored (``lip_masks``), or the mouth region of its face box (``MOUTH_IN_FACE_BOX``)
-    in a data set made without landmarks. Images are float32 in [-1, 1], resized to ``resolution`` if
-    the data set was made at another one. ``random_windows=False`` picks the same window every epoch (validation).
-    With ``use_latents`` and a data set that cached VAE latents, ``reference_latents`` (C, h, w),
-    ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too (the training step then skips
-    the VAE). With ``use_audio_features`` and a data set that cached the audio encoder's frozen features, stages 2-3
-    also give ``audio_features`` (F, feature_dim) of the target frames (the training step then runs only the
-    encoder's trainable part). They were computed over the whole segment's audio, so each frame's features saw
-    the segment around it rather than only the sample's frames.
+    in a data set made without landmarks, and ``sample_id``, a number of the segment. Images are float32 in
+    [-1, 1], resized to ``resolution`` if the data set was made at another one. ``random_windows=False`` picks the
+    same window every epoch (validation). With ``use_latents`` and a data set that cached VAE latents,
+    ``reference_latents`` (C, h, w), ``motion_latents`` (C, N, h, w) and ``frames_latents`` (C, F, h, w) come too
+    (the training step then skips the VAE). With ``use_audio_features`` and a data set that cached the audio
+    encoder's frozen features, stages 2-3 also give ``audio_features`` (F, feature_dim) of the target frames (the
+    training step then runs only the encoder's trainable part). They were computed over the whole segment's audio,
+    so each frame's features saw the segment around it rather than only the sample's frames.
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
@@ -117,7 +117,8 @@ class PreprocessedClips(StreamingDataset):
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
                       "mask": self._mask(item["boxes"][target:target + 1]),
                       "lip_mask": self._lip_mask(item, slice(target, target + 1))}
-            return {**sample, **self._latents(item, reference, [], [target])}
+            return {**sample, **self._latents(item, reference, [], [target]),
+                    "sample_id": torch.tensor(self._sample_id(item))}
         n, f = self.motion_frames, self.num_frames
         start = int(rng.integers(0, length - n - f + 1))
         outside = np.r_[0:start, start + n + f:length]
@@ -138,7 +139,13 @@ class PreprocessedClips(StreamingDataset):
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
             **({"audio_features": torch.from_numpy(np.asarray(item["audio_features"][target], np.float32))}
                if self.use_audio_features else {}),
+            "sample_id": torch.tensor(self._sample_id(item)),
         }
+
+    @staticmethod
+    def _sample_id(item: dict[str, Any]) -> int:
+        """A stable number for the segment (it seeds the sample's noise in training, see `training/draws.py`)."""
+        return zlib.crc32(item["key"].encode())
 
     def _latents(self, item: dict[str, Any], reference: int, motion: list[int], frames: list[int]
                  ) -> dict[str, torch.Tensor]:
@@ -189,6 +196,28 @@ def audio_features_mismatch(cached: dict[str, Any], spec: dict[str, Any], encode
     defaults = {k: p.default for k, p in inspect.signature(type(encoder)).parameters.items()}
     differ = [k for k in encoder.feature_arguments if cached.get(k, defaults.get(k)) != spec.get(k, defaults.get(k))]
     return f"they were made with other {', '.join(differ)}" if differ else None
+
+
+class EpochStreamingDataLoader(StreamingDataLoader):
+    """LitData's loader, resumable under Lightning across epoch ends.
+
+    LitData leaves ``restore`` (set by ``load_state_dict``) on until a restored epoch's generator runs to its end;
+    Lightning stops reading a loader of known length after ``len(loader)`` batches, before that end, so the next
+    epoch would replay the restored position (a resumed run repeated a sample, then ran one epoch behind). Here a
+    new epoch after a restored one starts as a fresh epoch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._restored_epoch_read = False
+
+    def __iter__(self) -> Any:
+        if self.restore and self._restored_epoch_read:
+            self.restore = False
+        restoring, self._restored_epoch_read = self.restore, False
+        for batch in super().__iter__():
+            self._restored_epoch_read = restoring
+            yield batch
 
 
 def split_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
@@ -292,8 +321,9 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def _loader(self, dataset: PreprocessedClips | None) -> StreamingDataLoader | list:
         if dataset is None:
             return []
-        return StreamingDataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
-                                   persistent_workers=self.hparams.num_workers > 0)
+        return EpochStreamingDataLoader(dataset, batch_size=self.hparams.batch_size,
+                                        num_workers=self.hparams.num_workers,
+                                        persistent_workers=self.hparams.num_workers > 0)
 
     def train_dataloader(self) -> StreamingDataLoader:
         return self._loader(self.train_set)

@@ -363,7 +363,8 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
     the preceding frames, `frames` (3, F, H, W) the target frames, `audio` (S,) with
     S = round(F * sample_rate / fps) aligned with the targets, and per target frame `speed`, `mouth_open`,
     `loudness` (F,) and `pose` (F, 3). Every stage has `mask` (1, H, W), the union of the face boxes, and
-    `lip_mask` (1, F, H, W), the mouth region of each target frame (for `lip_loss_weight`).
+    `lip_mask` (1, F, H, W), the mouth region of each target frame (for `lip_loss_weight`), and `sample_id`, the
+    item's index (it seeds the item's noise in training: see :mod:`emo_lightning.training.draws`).
     """
 
     def __init__(
@@ -415,6 +416,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
                 "frames": _images(clip["frames"][target : target + 1]),
                 "mask": torch.from_numpy(mask)[None],
                 "lip_mask": torch.from_numpy(clip["lip_mask"][target : target + 1])[None],
+                "sample_id": torch.tensor(index),
             }
 
         n = self.motion_frames
@@ -433,4 +435,5 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
             "mouth_open": torch.from_numpy(clip["mouth_open"][target]),
             "loudness": torch.from_numpy(clip["loudness"][target]),
             "pose": torch.from_numpy(clip["pose"][target]),
+            "sample_id": torch.tensor(index),
         }

@@ -36,6 +36,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def upgrade_layout(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written with Lightning's ``EMAWeightAveraging`` hold the averaged weights in ``state_dict`` and the
+    training weights in ``current_model_state``: move them to this layout (``state_dict`` = training weights,
+    ``ema.state_dict`` = averages, see :mod:`emo_lightning.training.ema`). Changes ``checkpoint`` in place."""
+    if "current_model_state" in checkpoint:
+        checkpoint["ema"] = {"state_dict": checkpoint["state_dict"], "updates": 1}
+        checkpoint["state_dict"] = checkpoint.pop("current_model_state")
+        checkpoint.pop("averaging_state", None)
+    return checkpoint
+
+
+def generation_weights(checkpoint: dict[str, Any], ema: bool = True) -> dict[str, torch.Tensor]:
+    """The weights to generate with: the training weights with, when ``ema`` and the checkpoint has them, the
+    EMA averages of the trainable parameters in their place."""
+    upgrade_layout(checkpoint)
+    averages = (checkpoint.get("ema") or {}).get("state_dict") or {} if ema else {}
+    return {**checkpoint["state_dict"], **averages}
+
+
 def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The module's init arguments saved in ``checkpoint`` (without LightningCLI's ``_``-prefixed keys)."""
     hparams = checkpoint.get("hyper_parameters")
@@ -106,9 +125,10 @@ def check_architecture(hparams: dict[str, Any], model_config: dict[str, Any], pa
 
 
 def load_weights(module: nn.Module, path: str | Path) -> str:
-    """Copy the weights of an earlier stage's checkpoint that fit; report what was new or left out."""
+    """Copy the weights of an earlier stage's checkpoint that fit (its EMA averages where it has them); report what
+    was new or left out."""
     expected = _expected(module)
-    state_dict = base_keys_to_wrapped(read_checkpoint(path)["state_dict"], expected)
+    state_dict = base_keys_to_wrapped(generation_weights(read_checkpoint(path)), expected)
     fitting = {k: v for k, v in state_dict.items() if k in expected and v.shape == expected[k]}
     if not fitting:
         raise CheckpointError(f"no weight of {path} fits this model: it was made for another architecture")
@@ -120,7 +140,7 @@ def load_weights(module: nn.Module, path: str | Path) -> str:
 
 def load_adapter(module: nn.Module, path: str | Path) -> str:
     """Copy the LoRA adapter weights of ``path`` (a checkpoint of a ``model.lora`` run) into ``module``."""
-    adapter = {k: v for k, v in read_checkpoint(path)["state_dict"].items() if is_lora_key(k)}
+    adapter = {k: v for k, v in generation_weights(read_checkpoint(path)).items() if is_lora_key(k)}
     if not adapter:
         raise CheckpointError(f"{path} holds no LoRA adapter weights: it is not a checkpoint of a model.lora run")
     check_state_dict(module, adapter, source=f"LoRA adapter {path}", subset=is_lora_key)

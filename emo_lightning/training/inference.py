@@ -11,6 +11,7 @@ import torch
 from emo_lightning.training.checkpoint import (
     CheckpointError,
     check_state_dict,
+    generation_weights,
     load_adapter,
     model_hparams,
     read_checkpoint,
@@ -21,8 +22,9 @@ from emo_lightning.training.module import EMOLightningModule
 
 
 def load_module(path: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None,
-                ) -> EMOLightningModule:
-    """The module of checkpoint ``path`` in eval mode: built from its ``hyper_parameters``, then its weights;
+                ema: bool = True) -> EMOLightningModule:
+    """The module of checkpoint ``path`` in eval mode: built from its ``hyper_parameters``, then its weights (with
+    the EMA averages of the trainable parameters where the checkpoint has them, unless ``ema=False``);
     ``lora``: a LoRA adapter checkpoint to apply. A ``path`` that is itself an adapter is applied to its run's base
     model (``init_from``).
 
@@ -34,17 +36,18 @@ def load_module(path: str | Path, device: str | torch.device = "cpu", lora: str 
     if hparams.get("lora") and lora is None:
         if not hparams.get("init_from"):
             raise CheckpointError(f"{path} is a LoRA adapter without a base model (its run had no init_from)")
-        return load_module(hparams["init_from"], device, lora=path)
+        return load_module(hparams["init_from"], device, lora=path, ema=ema)
     if lora is not None:
         hparams = with_adapter(hparams, lora, path)
     try:
         module = EMOLightningModule(**hparams)
     except (TypeError, ValueError, LookupError) as err:  # LookupError: an unknown component name
         raise CheckpointError(f"cannot rebuild the model of {path} from its hyper-parameters: {err}") from err
-    state = base_keys_to_wrapped(checkpoint["state_dict"], module.state_dict())
-    check_state_dict(module, state, source=f"checkpoint {path}",
+    weights = base_keys_to_wrapped(module.without_external_weights(generation_weights(checkpoint, ema)),
+                                   module.state_dict())
+    check_state_dict(module, weights, source=f"checkpoint {path}",
                      subset=(lambda k: not is_lora_key(k)) if module.lora else None)
-    module.load_state_dict(state, strict=False)  # frozen pretrained weights are rebuilt
+    module.load_state_dict(weights, strict=False)  # frozen pretrained weights are rebuilt
     if lora is not None:
         load_adapter(module, lora)
     return module.eval().to(device)

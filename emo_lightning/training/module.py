@@ -11,13 +11,21 @@ import torch
 import torch.nn.functional as F
 from diffusers.optimization import SchedulerType, get_scheduler
 from einops import rearrange
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
 from emo_lightning.model.sampler import ClipSampler, Guidance, Progress
-from emo_lightning.training.checkpoint import check_state_dict, load_adapter, load_weights
+from emo_lightning.training.checkpoint import (
+    check_state_dict,
+    generation_weights,
+    load_adapter,
+    load_weights,
+    upgrade_layout,
+)
+from emo_lightning.training.draws import SampleDraws
 from emo_lightning.training.lora import add_lora, base_keys_to_wrapped, check_spec, is_lora_key
 from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 
@@ -159,27 +167,32 @@ class EMOLightningModule(pl.LightningModule):
                              "data.use_audio_features=false")
         return encoder.tokens(batch["audio_features"])
 
-    def _keep(self, name: str, batch: int, training: bool) -> Tensor:
+    def _keep(self, name: str, draws: SampleDraws, training: bool) -> Tensor:
         """Per-sample 1 = keep / 0 = drop mask for condition dropout."""
         p = self.dropout[name] if training else 0.0
-        return (torch.rand(batch, device=self.device) >= p).float()
+        return (draws.uniform() >= p).float()
 
-    def conditions(self, batch: dict[str, Tensor], training: bool) -> Conditions:
+    def _draws(self, batch: dict[str, Tensor], training: bool) -> SampleDraws:
+        return SampleDraws.for_batch(batch, self.global_step if self._trainer is not None else 0, training,
+                                     self.device)
+
+    def conditions(self, batch: dict[str, Tensor], training: bool, draws: SampleDraws | None = None) -> Conditions:
         """Encode a batch's conditions, with condition dropout when ``training``."""
-        model, b = self.model, batch["reference"].shape[0]
+        model = self.model
+        draws = draws or self._draws(batch, training)
         with torch.no_grad():
             ref_latents = self._latents(batch, "reference")
-        keep_ref = self._keep("reference", b, training)
+        keep_ref = self._keep("reference", draws, training)
         conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
                                 face=model.face_locator(batch["mask"]))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
             with torch.no_grad():
                 motion_latents = self._latents(batch, "motion")
-            keep_motion = self._keep("motion", b, training)[:, None, None, None, None]
+            keep_motion = self._keep("motion", draws, training)[:, None, None, None, None]
             conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
             audio = self._audio_tokens(batch, num_frames)
-            conditions.audio = audio * self._keep("audio", b, training)[:, None, None, None]
+            conditions.audio = audio * self._keep("audio", draws, training)[:, None, None, None]
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])
         return conditions
@@ -187,10 +200,11 @@ class EMOLightningModule(pl.LightningModule):
     def diffusion_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
         with torch.no_grad():
             latents = self._latents(batch, "frames")
-        conditions = self.conditions(batch, training)
-        noise = torch.randn_like(latents)
+        draws = self._draws(batch, training)
+        conditions = self.conditions(batch, training, draws)
+        noise = draws.normal(latents.shape, latents.dtype)
         sched = self.train_scheduler
-        t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), device=self.device)
+        t = draws.integers(sched.config.num_train_timesteps)
         noisy = sched.add_noise(latents, noise, t)
         prediction_type = sched.config.prediction_type
         if prediction_type == "epsilon":
@@ -220,8 +234,6 @@ class EMOLightningModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.diffusion_loss(batch, training=True)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["reference"].shape[0])
-        if self._trainer is not None:
-            self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -252,23 +264,30 @@ class EMOLightningModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- checkpoints --------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def without_external_weights(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``state_dict`` without the frozen pretrained weights that are rebuilt from their source."""
         prefixes = tuple("model." + p for p in self.model.external_weight_prefixes())
-        if prefixes:
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                        if not k.startswith(prefixes)}
+        return {k: v for k, v in state_dict.items() if not k.startswith(prefixes)} if prefixes else state_dict
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
         if self.lora:  # adapters only: the base model comes from init_from / ckpt_path
-            for key in ("state_dict", "current_model_state"):
-                if key in checkpoint:
-                    checkpoint[key] = {k: v for k, v in checkpoint[key].items() if is_lora_key(k)}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if is_lora_key(k)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming a fit loads the training weights (the EMA callback takes the averages); validate, test and
+        predict load the averages where the checkpoint has them."""
+        upgrade_layout(checkpoint)
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if not fitting:
+            checkpoint["state_dict"] = generation_weights(checkpoint)
+        state = checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
         if not self.lora:
-            check_state_dict(self, checkpoint["state_dict"], source="checkpoint")
+            check_state_dict(self, state, source="checkpoint")
             return
         # a base model's checkpoint (its adapter comes from lora.weights), or an adapter-only one (its base from
         # init_from)
-        state = checkpoint["state_dict"] = base_keys_to_wrapped(checkpoint["state_dict"], self.state_dict())
+        state = checkpoint["state_dict"] = base_keys_to_wrapped(state, self.state_dict())
         adapter_only = all(is_lora_key(k) for k in state)
         check_state_dict(self, state, source="checkpoint",
                          subset=is_lora_key if adapter_only else lambda k: not is_lora_key(k))

@@ -1,0 +1,93 @@
+"""EMA of the trainable parameters: kept in checkpoints beside the training weights, continued on resume, and
+used by generation (load_module, i.e. the demo and quickstart; Lightning's checkpoint loading, i.e. `emo predict`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from conftest import tiny_module
+
+from emo_lightning.data import SyntheticDataModule
+from emo_lightning.training.callbacks import LastCheckpoint
+from emo_lightning.training.checkpoint import read_checkpoint
+from emo_lightning.training.checkpoint_io import atomic_torch_save
+from emo_lightning.training.ema import EMA
+from emo_lightning.training.inference import load_module
+
+DECAY = 0.5
+
+
+def fit(root: Path, max_steps: int, ckpt_path: Path | None = None) -> pl.LightningModule:
+    module = tiny_module()
+    trainer = pl.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, accelerator="cpu", devices=1, default_root_dir=root,
+                         callbacks=[EMA(decay=DECAY), LastCheckpoint(dirpath=root, every_n_train_steps=max_steps,
+                                                                     save_last=True, save_top_k=0)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer.fit(module, SyntheticDataModule(stage=3, batch_size=1, train_samples=8, val_samples=1),
+                    ckpt_path=ckpt_path)
+    finally:
+        torch.set_num_threads(threads)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, pl.LightningModule]:
+    root = tmp_path_factory.mktemp("ema")
+    return root, fit(root, 3)
+
+
+def trainable_names(module: pl.LightningModule) -> set[str]:
+    return {name for name, p in module.named_parameters() if p.requires_grad}
+
+
+def test_checkpoint_holds_training_weights_and_the_average_of_the_trainable_ones(run):
+    root, module = run
+    checkpoint = read_checkpoint(root / "last.ckpt")
+    averages = checkpoint["ema"]["state_dict"]
+    assert set(averages) == trainable_names(module)  # the frozen backbone and ReferenceNet have none
+    assert len(averages) < len(checkpoint["state_dict"]) and checkpoint["ema"]["updates"] == 3
+    assert any(not torch.equal(averages[k], checkpoint["state_dict"][k]) for k in averages)
+    # after fit the module in memory holds the averages
+    params = dict(module.named_parameters())
+    torch.testing.assert_close({k: params[k].detach() for k in averages}, averages, rtol=0, atol=0)
+
+
+def test_generation_uses_the_average_unless_told_not_to(run, tmp_path):
+    root, _ = run
+    path = root / "last.ckpt"
+    checkpoint = read_checkpoint(path)
+    averages, weights = checkpoint["ema"]["state_dict"], checkpoint["state_dict"]
+    for ema, expected in ((True, averages), (False, weights)):
+        params = dict(load_module(path, ema=ema).named_parameters())
+        torch.testing.assert_close({k: params[k].detach() for k in averages}, {k: expected[k] for k in averages})
+
+    # Lightning's own loading, as `emo predict` / `emo validate` do it
+    module = tiny_module()
+    pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               limit_val_batches=1).validate(module, SyntheticDataModule(stage=3, batch_size=1, val_samples=1),
+                                             ckpt_path=path, weights_only=True)
+    params = dict(module.named_parameters())
+    torch.testing.assert_close({k: params[k].detach() for k in averages}, averages)
+
+    # a checkpoint written with Lightning's EMAWeightAveraging (averages in state_dict) still generates with them
+    legacy = tmp_path / "legacy.ckpt"
+    atomic_torch_save({**{k: v for k, v in checkpoint.items() if k != "ema"},
+                       "state_dict": {**weights, **averages}, "current_model_state": weights}, legacy)
+    params = dict(load_module(legacy).named_parameters())
+    torch.testing.assert_close({k: params[k].detach() for k in averages}, averages)
+
+
+def test_resume_continues_the_average(run, tmp_path):
+    root, _ = run
+    fit(tmp_path, 4, ckpt_path=root / "last.ckpt")
+    before, after = read_checkpoint(root / "last.ckpt"), read_checkpoint(tmp_path / "last.ckpt")
+    assert after["global_step"] == 4 and after["ema"]["updates"] == 4
+    for name, average in after["ema"]["state_dict"].items():
+        expected = DECAY * before["ema"]["state_dict"][name] + (1 - DECAY) * after["state_dict"][name]
+        torch.testing.assert_close(average, expected)
