@@ -19,7 +19,8 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from emo_lightning.config import compose_config, to_lightning_cli
 
-USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrides ...] | emo <subcommand> --config FILE
+USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate} [overrides ...]
+       emo <subcommand> --config FILE
        emo plugins [check <kind>.<name>]
 
   emo fit experiment=tiny trainer.max_steps=20 trainer.default_root_dir=runs/t
@@ -28,6 +29,10 @@ USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess} [overrid
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt image=portrait.jpg audio=speech.wav output=out.mp4
   emo predict ckpt_path=runs/t/checkpoints/last.ckpt jobs=jobs.csv   one video per row (image,audio,output)
   emo preprocess input=videos/ output=data/v workers=2  videos → streaming data set (data=preprocessed)
+  emo evaluate videos=out/ [reference=portraits/] [ground_truth=real/] output=scores
+                                                       score videos: metrics.json, metrics.md, per_video.csv
+  emo test ckpt_path=… data=preprocessed data.path=…   generate the held-out items and score them the same way
+        [evaluate.frame_features=random_conv …]        (into <trainer.default_root_dir>/test_evaluation)
   emo plugins                                          list every registered component
   emo plugins check audio_encoder.whisper              run one component's contract checks (plugin authors)
   emo quickstart output=quickstart [videos=4 seconds=4] tiny model on synthetic faces → sample.mp4, metrics.json,
@@ -68,6 +73,26 @@ def fit_config(overrides: list[str]) -> dict[str, Any]:
     for path in (cfg.get("ckpt_path"), cfg["model"].get("init_from") if cfg["model"].get("lora") else None):
         if path:
             check_architecture(read_checkpoint(path).get("hyper_parameters") or {}, cfg["model"], path)
+    return cfg
+
+
+EVALUATE_PREFIX = "evaluate."
+EVALUATED_KINDS = ("face_detector", "landmarks", "face_embedder", "frame_features", "video_features", "sync_model")
+
+
+def test_config(overrides: list[str]) -> dict[str, Any]:
+    """``emo test``: the fit config plus the held-out evaluation callback, whose components are those of
+    ``conf/evaluate.yaml``, changed with ``evaluate.<key>=…`` overrides (``evaluate.frame_features=random_conv``)."""
+    own = [o[len(EVALUATE_PREFIX):] for o in overrides if o.startswith(EVALUATE_PREFIX)]
+    cfg = fit_config([o for o in overrides if not o.startswith(EVALUATE_PREFIX)])
+    output = str(Path(cfg["trainer"].get("default_root_dir") or ".") / "test_evaluation")
+    evaluation = compose_config("evaluate", ["videos=none", f"output={output}", *own])
+    callback = {"class_path": "emo_lightning.evaluation.test_callback.HeldOutEvaluation",
+                "init_args": {"output": evaluation["output"], "options": evaluation["options"],
+                              "components": {kind: evaluation.get(kind) for kind in EVALUATED_KINDS},
+                              "steps": evaluation.get("steps"), "max_items": evaluation.get("max_items"),
+                              "seed": cfg.get("seed_everything") or 0}}
+    cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), callback]
     return cfg
 
 
@@ -158,12 +183,19 @@ def main(argv: list[str] | None = None) -> None:
 
             manifest = preprocess(compose_config("preprocess", rest))
             print(json.dumps(manifest["summary"]))
+        elif command == "evaluate":
+            from emo_lightning.evaluation.evaluate import evaluate
+            from emo_lightning.evaluation.report import markdown_table
+
+            cfg = compose_config("evaluate", rest)
+            print(markdown_table(evaluate(cfg)) + f"\nwrote {cfg['output']}/metrics.json, metrics.md, per_video.csv")
         elif command not in SUBCOMMANDS:
             raise SystemExit(f"emo: unknown command {command!r}\n{USAGE}")
         elif any(arg.startswith("-") for arg in rest):
             run_lightning_cli([command, *rest])
         else:
-            cfg = predict_config(rest) if command == "predict" else fit_config(rest)
+            configs = {"predict": predict_config, "test": test_config}
+            cfg = configs.get(command, fit_config)(rest)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
                 from emo_lightning.data.predict import report_jobs

@@ -43,6 +43,9 @@ KINDS: dict[str, str] = {
     "pose_estimator": "video frames + face boxes -> head rotation speed per frame (preprocessing)",
     "landmarks": "RGB image (+ face box) -> facial landmark points, with named regions (lips, eyes)",
     "face_embedder": "RGB image (+ face box) -> identity embedding (F-SIM, drift)",
+    "frame_features": "video frames -> one feature vector per frame (FID, KID)",
+    "video_features": "video clips -> one feature vector per clip (FVD)",
+    "sync_model": "SyncNet-style audio and mouth-region embeddings per 5-frame window (Sync-C, Sync-D)",
 }
 
 

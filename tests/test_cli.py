@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -168,7 +169,13 @@ def test_two_process_ddp_on_cpu(workdir):
 
 
 def test_validate_and_test_from_the_checkpoint(tiny_run, workdir):
-    for command, metric in (("validate", "val/loss"), ("test", "test/loss")):
+    evaluation = ("evaluate.max_items=2", "evaluate.frame_features=random_conv")  # emo test's held-out scoring
+    for command, metric, extra in (("validate", "val/loss", ()), ("test", "test/loss", evaluation)):
         result = emo(command, "experiment=tiny", f"ckpt_path={tiny_run}/checkpoints/last.ckpt", "logger=none",
-                     "trainer.default_root_dir=runs/v", cwd=workdir)
+                     "trainer.default_root_dir=runs/v", *extra, cwd=workdir)
         assert metric in result.stdout, result.stdout[-2000:]
+    # emo test also generated held-out items from their first frame and audio, and scored them
+    assert "test/ssim" in result.stdout and "test/fid" in result.stdout, result.stdout[-2000:]
+    scores = json.loads((workdir / "runs/v/test_evaluation/metrics.json").read_text())
+    assert scores["videos"] == 2 and 0 <= scores["ssim"] <= 1 and scores["sync_c"].startswith("skipped: ")
+    assert len(list((workdir / "runs/v/test_evaluation/videos").glob("*.mp4"))) == 2

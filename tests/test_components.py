@@ -29,6 +29,8 @@ def run(check, *args) -> str:
         return check(*args)
     except contract.NotApplicable as why:
         pytest.skip(str(why))
+    except (FileNotFoundError, ImportError) as err:  # pretrained weights (or their package) absent here
+        pytest.skip(f"cannot be built here: {err}")
 
 
 MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler" and e.kind not in contract.PREPROCESSING_KINDS]

@@ -321,6 +321,78 @@ def _all_or_none(values: np.ndarray, what: str) -> None:
                                   "expected all finite, or all NaN when there is no face")
 
 
+class FrameFeatures(Component):
+    """Images → one feature vector each (FID and KID per frame; an Inception network for the standard numbers).
+
+    ``forward(images uint8 (N, 3, H, W) RGB, any H×W) -> float (N, num_features)``.
+    """
+
+    num_features: int
+
+    @abstractmethod
+    def forward(self, images: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: FrameFeatures) -> None:
+        images = torch.randint(0, 256, (2, 3, 40, 48), dtype=torch.uint8, device=_probe_kwargs(component)["device"])
+        with torch.no_grad():
+            _expect(component(images), (2, component.num_features), "forward(2x3x40x48 uint8)")
+
+
+class VideoFeatures(Component):
+    """Video clips → one feature vector each (FVD; an I3D network for the standard numbers).
+
+    ``forward(videos uint8 (N, 3, F, H, W) RGB, any F ≥ min_frames and H×W) -> float (N, num_features)``.
+    """
+
+    num_features: int
+    min_frames: int = 1
+
+    @abstractmethod
+    def forward(self, videos: Tensor) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: VideoFeatures) -> None:
+        frames = max(component.min_frames, 4)
+        videos = torch.randint(0, 256, (2, 3, frames, 40, 48), dtype=torch.uint8,
+                               device=_probe_kwargs(component)["device"])
+        with torch.no_grad():
+            _expect(component(videos), (2, component.num_features), f"forward(2x3x{frames}x40x48 uint8)")
+
+
+class SyncModel(Component):
+    """A SyncNet-style pair of embeddings, one of the audio and one of the mouth region, per window of ``window``
+    consecutive video frames at ``fps``; in sync, a window's two embeddings are close (Sync-C, Sync-D).
+
+    ``embed_video(crops uint8 (F, 3, crop_size, crop_size) RGB face crops) -> float (F - window + 1, dim)``;
+    ``embed_audio(waveform float (S,) mono at sample_rate, num_frames F) -> float (F - window + 1, dim)``, window
+    ``i`` of both covering frames ``i … i + window - 1`` (frame f ↔ samples from f·sample_rate/fps).
+    """
+
+    sample_rate: int = 16000
+    fps: float = 25.0
+    window: int = 5
+    crop_size: int
+    dim: int
+
+    @abstractmethod
+    def embed_video(self, crops: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def embed_audio(self, waveform: Tensor, num_frames: int) -> Tensor: ...
+
+    @classmethod
+    def check_contract(cls, component: SyncModel) -> None:
+        device = _probe_kwargs(component)["device"]
+        frames = component.window + 2
+        crops = torch.randint(0, 256, (frames, 3, component.crop_size, component.crop_size), dtype=torch.uint8,
+                              device=device)
+        wave = torch.randn(round(frames / component.fps * component.sample_rate), device=device) * 0.1
+        with torch.no_grad():
+            _expect(component.embed_video(crops), (3, component.dim), f"embed_video({frames} crops)")
+            _expect(component.embed_audio(wave, frames), (3, component.dim), f"embed_audio(audio of {frames} frames)")
+
+
 def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"{value.dtype} {value.shape}"
@@ -357,4 +429,7 @@ INTERFACES: dict[str, type | _DiffusersContract] = {
     "pose_estimator": PoseEstimator,
     "landmarks": FaceLandmarks,
     "face_embedder": FaceEmbedder,
+    "frame_features": FrameFeatures,
+    "video_features": VideoFeatures,
+    "sync_model": SyncModel,
 }
