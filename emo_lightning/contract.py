@@ -62,6 +62,14 @@ def module_outputs(entry: registry.Entry, component: Any) -> list[torch.Tensor]:
         cfg = component.config
         sample = torch.randn(2, cfg.in_channels, 8, 8)
         return [component(sample, torch.tensor([1, 500]), torch.randn(2, 3, cfg.cross_attention_dim)).sample]
+    if kind == "frame_features":
+        return [component(torch.randint(0, 256, (2, 3, 24, 32), dtype=torch.uint8))]
+    if kind == "video_features":
+        return [component(torch.randint(0, 256, (2, 3, max(component.min_frames, 4), 24, 32), dtype=torch.uint8))]
+    if kind == "sync_model":
+        size, frames = component.crop_size, component.window + 2
+        crops = torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8)
+        return [component.embed_video(crops), component.embed_audio(torch.randn(16000) * 0.1, frames)]
     raise NotApplicable(f"{kind} components are not modules with tensor outputs")
 
 
@@ -80,6 +88,10 @@ def expected_shapes(entry: registry.Entry, component: Any) -> list[tuple[int, ..
         return [(1, component.latent_channels, 16 // f, 16 // f), (1, 3, 16, 16)]
     if kind == "unet":
         return [(2, component.config.in_channels, 8, 8)]
+    if kind in ("frame_features", "video_features"):
+        return [(2, component.num_features)]
+    if kind == "sync_model":
+        return [(3, component.dim)] * 2
     raise NotApplicable(kind)
 
 
