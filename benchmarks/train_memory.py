@@ -175,12 +175,20 @@ def report(results: list[dict[str, Any]], resolutions: list[int]) -> str:
         if len(runs) == len(resolutions):
             memory = fit_linear(pixels, [x["step_gb"] for x in runs])
             seconds = fit_linear(pixels, [x["step_cpu_s"] for x in runs])
-            extrapolated[checkpointing, precision] = [a + b * PAPER_RESOLUTION ** 2 for a, b in (memory, seconds)]
+            # a fit that does not grow with the resolution measured noise, not the scaling: no extrapolation
+            extrapolated[checkpointing, precision] = [a + b * PAPER_RESOLUTION ** 2 if b > 0 else None
+                                                      for a, b in (memory, seconds)]
     base_gb, base_s = extrapolated[False, "fp32"]
     for (checkpointing, precision), (gb, sec) in extrapolated.items():
-        lines.append(f"| {'on' if checkpointing else 'off'} | {precision} | {gb:.1f} | {gb + sum(static.values()):.1f} "
-                     f"| {sec:.0f} | {gb / base_gb:.2f} | {sec / base_s:.2f} |")
+        lines.append(f"| {'on' if checkpointing else 'off'} | {precision} | {_value(gb, '.1f')} | "
+                     f"{_value(gb and gb + sum(static.values()), '.1f')} | {_value(sec, '.0f')} | "
+                     f"{_value(gb and base_gb and gb / base_gb, '.2f')} | "
+                     f"{_value(sec and base_s and sec / base_s, '.2f')} |")
     return "\n".join(lines)
+
+
+def _value(x: float | None, spec: str) -> str:
+    return "n/a (no growth measured)" if x is None else format(x, spec)
 
 
 def main() -> None:
