@@ -11,6 +11,8 @@ not deep inside a training step.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -184,13 +186,19 @@ class SpeedEncoder(Component):
 
 
 class VAE(Component):
-    """Images in [-1, 1] ↔ scaled latents (unit-ish variance, ready for diffusion).
+    """Images and videos in [-1, 1] ↔ scaled latents (unit-ish variance, ready for diffusion).
 
     ``encode((B, 3, H, W)) -> (B, latent_channels, H/downsample, W/downsample)``; ``decode`` inverts it.
+
+    Videos: ``encode_video((B, 3, F, H, W)) -> (B, latent_channels, latent_frames(F), h, w)`` and
+    ``decode_video`` back to ``frames(F')`` frames. An image VAE (``temporal_downsample`` 1) codes every frame
+    on its own (the defaults below); a video VAE with temporal compression k (a causal 3-D VAE such as Wan's)
+    codes the first frame alone and each following k frames into one latent frame, and overrides all four.
     """
 
     latent_channels: int
     downsample: int
+    temporal_downsample: int = 1
 
     @abstractmethod
     def encode(self, images: Tensor) -> Tensor: ...
@@ -198,13 +206,122 @@ class VAE(Component):
     @abstractmethod
     def decode(self, latents: Tensor) -> Tensor: ...
 
+    def latent_frames(self, num_frames: int) -> int:
+        """How many latent frames ``encode_video`` makes of ``num_frames`` frames."""
+        k = self.temporal_downsample
+        return num_frames if k == 1 else 1 + -(-(num_frames - 1) // k)
+
+    def frames(self, latent_frames: int) -> int:
+        """How many frames ``decode_video`` makes of ``latent_frames`` latent frames (≥ the frames encoded)."""
+        return 1 + (latent_frames - 1) * self.temporal_downsample
+
+    def encode_video(self, video: Tensor) -> Tensor:
+        b = video.shape[0]
+        latents = self.encode(video.transpose(1, 2).flatten(0, 1))
+        return latents.unflatten(0, (b, -1)).transpose(1, 2)
+
+    def decode_video(self, latents: Tensor) -> Tensor:
+        b = latents.shape[0]
+        frames = self.decode(latents.transpose(1, 2).flatten(0, 1))
+        return frames.unflatten(0, (b, -1)).transpose(1, 2)
+
     @classmethod
     def check_contract(cls, component: VAE) -> None:
         size = 4 * component.downsample
+        kw = _probe_kwargs(component)
         with torch.no_grad():
-            latents = component.encode(torch.zeros(1, 3, size, size, **_probe_kwargs(component)))
+            latents = component.encode(torch.zeros(1, 3, size, size, **kw))
             _expect(latents, (1, component.latent_channels, 4, 4), f"encode(1x3x{size}x{size})")
             _expect(component.decode(latents), (1, 3, size, size), "decode(latents)")
+            frames = 1 + 2 * component.temporal_downsample
+            video = component.encode_video(torch.zeros(1, 3, frames, size, size, **kw))
+            n = component.latent_frames(frames)
+            _expect(video, (1, component.latent_channels, n, 4, 4), f"encode_video(1x3x{frames}x{size}x{size})")
+            _expect(component.decode_video(video), (1, 3, component.frames(n), size, size), "decode_video(latents)")
+
+
+@dataclass
+class Conditions:
+    """Everything a backbone is conditioned on, for a batch of B videos (or guidance branches).
+
+    ``reference`` and ``motion`` are what the same backbone's ``reference_features`` / ``motion_features``
+    returned (their keys and layouts are the backbone's own); ``audio`` and ``speed`` are per video frame, and
+    the backbone maps them onto its latent frames.
+    """
+
+    reference: dict[str, Tensor] | None  # once per video
+    face: Tensor | None = None  # (B, C_lat, h, w), added to every latent frame of the noisy input
+    motion: dict[str, Tensor] | None = None  # once per clip
+    audio: Tensor | None = None  # (B, F, T, D): F video frames, T window slots, D = backbone.audio_dim
+    speed: Tensor | None = None  # (B, F, speed_dim)
+
+
+TemporalBlockFactory = Callable[[int, str], nn.Module]  # (channels, location) -> the configured TemporalBlock
+
+
+class Backbone(Component):
+    """EMO's denoiser with its reference path (a ReferenceNet, or reference tokens inside the same network).
+
+    Built with derived keyword arguments (besides its own, e.g. ``pretrained`` / ``config``):
+    ``latent_channels`` (the VAE's), ``temporal_downsample`` (the VAE's: video frames per latent frame),
+    ``speed_dim`` (the speed encoder's width) and ``temporal_block``, a factory ``(channels, location) ->
+    TemporalBlock`` for the configured temporal block; the backbone places such blocks where its temporal /
+    motion modules sit (one whose own attention already spans frames may place none).
+
+    * ``reference_features(latents (B, C, 1, h, w)) -> dict``: once per video (EMO's ReferenceNet pass).
+    * ``motion_features(latents (B, C, N, h, w)) -> dict``: the previous clip's last latent frames, once per clip.
+    * ``denoise(latents (B, C, F', h, w), timesteps (B,), conditions, temporal) -> (B, C, F', h, w)``: the
+      prediction for noisy latents. ``conditions.face`` is already added to ``latents`` by the caller;
+      ``conditions.audio`` / ``speed`` hold one row per *video* frame (F = ``frames`` of the VAE for F'), the
+      backbone maps them onto latent frames. ``temporal=False`` (image stage): frames are independent images.
+    * ``parameter_groups() -> {group: [modules]}`` for the groups ``backbone``, ``reference_net``, ``audio``,
+      ``temporal`` and ``speed`` (see :mod:`emo_lightning.training.stages`; a group may be empty).
+    * ``size_multiple``: latent height and width must be multiples of it; ``audio_dim``: the width of the audio
+      tokens it attends to (the audio encoder is built with it); ``fsdp_wrap_classes``: the block classes FSDP
+      shards one by one.
+    """
+
+    latent_channels: int
+    audio_dim: int
+    size_multiple: int
+    temporal_downsample: int = 1
+    fsdp_wrap_classes: tuple[type[nn.Module], ...] = ()
+
+    @abstractmethod
+    def reference_features(self, latents: Tensor) -> dict[str, Tensor]: ...
+
+    @abstractmethod
+    def motion_features(self, latents: Tensor) -> dict[str, Tensor]: ...
+
+    @abstractmethod
+    def denoise(self, latents: Tensor, timesteps: Tensor, conditions: Conditions, temporal: bool = True) -> Tensor:
+        ...
+
+    @abstractmethod
+    def parameter_groups(self) -> dict[str, list[nn.Module]]: ...
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in the backward pass instead of keeping them (unchanged gradients)."""
+        if enabled:
+            raise NotImplementedError(f"{type(self).__name__} has no gradient checkpointing")
+
+    @classmethod
+    def check_contract(cls, component: Backbone) -> None:
+        kw = _probe_kwargs(component)
+        c, side = component.latent_channels, 2 * component.size_multiple
+        groups = component.parameter_groups()
+        unknown = set(groups) - {"backbone", "reference_net", "audio", "temporal", "speed"}
+        if unknown:
+            raise PluginContractError(f"parameter_groups() returned unknown groups {sorted(unknown)}")
+        with torch.no_grad():
+            reference = component.reference_features(torch.randn(2, c, 1, side, side, **kw))
+            motion = component.motion_features(torch.randn(2, c, 2, side, side, **kw))
+            latents = torch.randn(2, c, 3, side, side, **kw)
+            frames = 1 + 2 * component.temporal_downsample
+            conditions = Conditions(reference, motion=motion,
+                                    audio=torch.randn(2, frames, 1, component.audio_dim, **kw))
+            out = component.denoise(latents, torch.tensor([10, 500], device=kw["device"]), conditions)
+        _expect(out, tuple(latents.shape), "denoise(latents 2xCx3xhxw)")
 
 
 class FaceDetector(ABC):
