@@ -6,13 +6,16 @@
 * Backbone ``attn2`` → *audio-attention*: SD's text cross-attention, fed the audio tokens instead.
 * ReferenceNet ``attn2``: off (the ReferenceNet has no audio or text condition).
 
-All of them delegate the attention itself to diffusers' ``AttnProcessor2_0``.
+All of them delegate the attention itself to diffusers' ``AttnProcessor2_0``, except reference-attention in
+SD's plain layers, which projects the reference tokens itself (see :class:`ReferenceAttnProcessor`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from einops import rearrange
 from torch import Tensor
 
 from emo_lightning.model.state import UNetState
@@ -34,15 +37,46 @@ class CaptureReferenceProcessor(_Processor):
 
 
 class ReferenceAttnProcessor(_Processor):
+    """Reference-attention. The reference tokens' keys and values are projected per video, not per frame, and
+    while a video is generated (no gradients, the same reference tensor, unchanged weights) once for all its
+    denoising steps."""
+
+    def __init__(self, name: str, state: UNetState):
+        super().__init__(name, state)
+        self._cache: tuple[Tensor, tuple, Tensor, Tensor] | None = None
+
     def __call__(self, attn: Attention, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
                  attention_mask: Tensor | None = None, **kwargs) -> Tensor:
         reference = self.state.reference.get(self.name) if self.state.reference else None
         if reference is None:
             return _sdpa(attn, hidden_states, None, attention_mask)
-        # reference rows are per video; hidden rows are per (video, frame)
-        reference = reference.to(hidden_states.dtype).repeat_interleave(
-            hidden_states.shape[0] // reference.shape[0], dim=0)
-        return _sdpa(attn, hidden_states, torch.cat([hidden_states, reference], dim=1), attention_mask)
+        per_video = hidden_states.shape[0] // reference.shape[0]  # reference rows are per video, hidden per frame
+        if attention_mask is not None or not _plain(attn) or hidden_states.ndim != 3:
+            reference = reference.to(hidden_states.dtype).repeat_interleave(per_video, dim=0)
+            return _sdpa(attn, hidden_states, torch.cat([hidden_states, reference], dim=1), attention_mask)
+        ref_key, ref_value = self._reference_keys(attn, reference)
+        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        key = torch.cat([key, ref_key.to(key.dtype).repeat_interleave(per_video, dim=0)], dim=1)
+        value = torch.cat([value, ref_value.to(value.dtype).repeat_interleave(per_video, dim=0)], dim=1)
+        query, key, value = (rearrange(x, "b l (a d) -> b a l d", a=attn.heads) for x in (query, key, value))
+        out = rearrange(F.scaled_dot_product_attention(query, key, value), "b a l d -> b l (a d)")
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def _reference_keys(self, attn: Attention, reference: Tensor) -> tuple[Tensor, Tensor]:
+        if torch.is_grad_enabled():
+            return attn.to_k(reference), attn.to_v(reference)
+        device = reference.device.type
+        stamp = (reference._version, attn.to_k.weight._version, attn.to_v.weight._version,
+                 torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
+        if self._cache is None or self._cache[0] is not reference or self._cache[1] != stamp:
+            self._cache = (reference, stamp, attn.to_k(reference), attn.to_v(reference))
+        return self._cache[2], self._cache[3]
+
+
+def _plain(attn: Attention) -> bool:
+    """An attention layer as SD's attn1 is: no norms around the projections, no residual or rescaling inside."""
+    return (attn.spatial_norm is None and attn.group_norm is None and attn.norm_q is None and attn.norm_k is None
+            and not attn.residual_connection and attn.rescale_output_factor == 1.0)
 
 
 class AudioAttnProcessor(_Processor):

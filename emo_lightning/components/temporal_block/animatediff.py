@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange
@@ -67,12 +68,45 @@ class AnimateDiffTemporalBlock(TemporalBlock):
     def forward(self, x: Tensor, motion: Tensor | None = None, speed: Tensor | None = None) -> Tensor:
         b, _, f, h, w = x.shape
         frames = x if motion is None else torch.cat([motion.to(x.dtype), x], dim=2)
-        total = frames.shape[2]
-        out = self.motion(rearrange(frames, "b c f h w -> (b f) c h w"), num_frames=total)
-        out = rearrange(out, "(b f) c h w -> b c f h w", b=b)[:, :, total - f:]
+        out = self._temporal(frames, keep=f)
         if speed is None:
             return out
-        tokens = rearrange(out, "b c f h w -> (b h w) f c")
-        context = speed.to(x.dtype).repeat_interleave(h * w, dim=0)  # (b h w, f, speed_dim)
-        tokens = tokens + self.speed_attn(self.speed_norm(tokens), encoder_hidden_states=context)
-        return rearrange(tokens, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+        tokens = rearrange(out, "b c f h w -> b (h w) f c")
+        tokens = tokens + self._speed_attention(self.speed_norm(tokens), speed.to(x.dtype))
+        return rearrange(tokens, "b (h w) f c -> b c f h w", h=h, w=w)
+
+    def _temporal(self, frames: Tensor, keep: int) -> Tensor:
+        """AnimateDiff's transformer over all of ``frames`` (B, C, T, h, w) → its output for the last ``keep``.
+
+        The same as running ``self.motion`` and dropping the motion frames' outputs, without computing them: in the
+        last transformer block the motion frames are only keys and values of the second self-attention, so their
+        queries, feed-forward and output projection are skipped.
+        """
+        m = self.motion
+        b, c, total, h, w = frames.shape
+        hidden = rearrange(m.norm(frames), "b c t h w -> (b h w) t c")
+        hidden = m.proj_in(hidden)
+        *blocks, last = m.transformer_blocks
+        for block in blocks:
+            hidden = block(hidden)
+        normed = last.pos_embed(last.norm1(hidden))
+        hidden = hidden + last.attn1(normed)
+        normed = last.pos_embed(last.norm2(hidden))
+        hidden = hidden[:, total - keep:] + last.attn2(normed[:, total - keep:], encoder_hidden_states=normed)
+        hidden = hidden + last.ff(last.norm3(hidden))
+        hidden = rearrange(m.proj_out(hidden), "(b h w) t c -> b c t h w", b=b, h=h, w=w)
+        return hidden + frames[:, :, total - keep:]
+
+    def _speed_attention(self, tokens: Tensor, speed: Tensor) -> Tensor:
+        """Cross-attention of ``tokens`` (B, hw, F, C) along the frame axis to ``speed`` (B, F, speed_dim).
+
+        Every position of a video attends to the same speed tokens: their keys and values are projected once
+        per video, not once per position.
+        """
+        attn = self.speed_attn
+        heads = attn.heads
+        query = rearrange(attn.to_q(tokens), "b n f (a d) -> b n a f d", a=heads)
+        key, value = (rearrange(proj(speed), "b f (a d) -> b 1 a f d", a=heads).expand(-1, query.shape[1], -1, -1, -1)
+                      for proj in (attn.to_k, attn.to_v))
+        out = F.scaled_dot_product_attention(query, key, value)
+        return attn.to_out[0](rearrange(out, "b n a f d -> b n f (a d)"))

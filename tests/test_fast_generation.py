@@ -1,0 +1,65 @@
+"""Fast generation: the shortcuts that must not change a single output (features projected once, motion-frame rows
+skipped) and the sampler options that trade exactness for speed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from einops import rearrange
+from torch import nn
+
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
+from emo_lightning.model.attention import ReferenceAttnProcessor
+from emo_lightning.model.state import UNetState
+
+
+def _randomise(module: nn.Module) -> None:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+
+
+def _full_temporal(block: AnimateDiffTemporalBlock, x: torch.Tensor, motion: torch.Tensor,
+                   speed: torch.Tensor) -> torch.Tensor:
+    """Every frame through diffusers' AnimateDiff transformer, speed keys and values at every position."""
+    b, _, f, h, w = x.shape
+    frames = torch.cat([motion, x], 2)
+    out = block.motion(rearrange(frames, "b c f h w -> (b f) c h w"), num_frames=frames.shape[2])
+    out = rearrange(out, "(b f) c h w -> b c f h w", b=b)[:, :, -f:]
+    tokens = rearrange(out, "b c f h w -> (b h w) f c")
+    context = speed.repeat_interleave(h * w, 0)
+    tokens = tokens + block.speed_attn(block.speed_norm(tokens), encoder_hidden_states=context)
+    return rearrange(tokens, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_temporal_block_skips_motion_rows_exactly(num_layers: int) -> None:
+    block = AnimateDiffTemporalBlock(16, 8, num_attention_heads=2, norm_num_groups=4, speed_heads=2,
+                                     num_layers=num_layers).eval()
+    _randomise(block)
+    x, motion, speed = torch.randn(2, 16, 3, 4, 5), torch.randn(2, 16, 2, 4, 5), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, motion, speed), _full_temporal(block, x, motion, speed))
+
+
+def test_reference_attention_projects_the_reference_once_per_video() -> None:
+    torch.manual_seed(0)
+    attn = Attention(16, heads=2, dim_head=8).eval()
+    state = UNetState()
+    processor = ReferenceAttnProcessor("attn1", state)
+    hidden, reference = torch.randn(6, 10, 16), torch.randn(2, 7, 16)  # 2 videos of 3 frames
+    expected = AttnProcessor2_0()(attn, hidden, torch.cat([hidden, reference.repeat_interleave(3, 0)], 1))
+    with torch.no_grad(), state.use(reference={"attn1": reference}):
+        torch.testing.assert_close(processor(attn, hidden), expected)
+        cached = processor._cache[2]
+        processor(attn, hidden + 1)
+        assert processor._cache[2] is cached  # the next step reuses the projection
+        attn.to_k.weight.mul_(2)  # new weights (a training step, a loaded checkpoint): projected again
+        processor(attn, hidden)
+        assert processor._cache[2] is not cached
+    with state.use(reference={"attn1": reference.requires_grad_()}):
+        processor(attn, hidden).sum().backward()
+    assert reference.grad is not None and reference.grad.abs().sum() > 0
