@@ -17,6 +17,7 @@ schedule come from the sampler's own plan (steps, guidance branches, guidance in
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -24,12 +25,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch.utils.flop_counter import FlopCounterMode
 from train_memory import PAPER_COMPONENTS, SD15_UNET
 
+from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.config import compose_config
+from emo_lightning.model.attention import ReferenceAttnProcessor, _sdpa
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import Conditions
+from emo_lightning.model.sampling_speed import GuidanceInterval, autocast, prepare_backbone
 from emo_lightning.training import EMOLightningModule
 
 TEXT_TOKENS = 77  # SD 1.5's CLIP context: what the bare UNet's cross-attention sees
@@ -75,13 +80,66 @@ def batch_numel(shape: list[int]) -> int:
     return n
 
 
-def best_time(run: Callable[[], Any], repeats: int) -> float:
-    times = []
+def cpu_seconds() -> float:
+    """This process's CPU time (user + system): less sensitive than the wall clock to other processes on the CPU."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(run: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Best wall and CPU seconds of ``run`` over ``repeats`` calls (after the caller's warm-up call)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(cpu_seconds() - start_cpu)
+    return {"wall": min(wall), "cpu": min(cpu)}
+
+
+class TodaysReferenceAttention(ReferenceAttnProcessor):
+    """Reference-attention as it was: the reference tokens repeated for every frame and projected at every call."""
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, **kwargs: Any) -> torch.Tensor:
+        reference = self.state.reference.get(self.name) if self.state.reference else None
+        if reference is None:
+            return _sdpa(attn, hidden_states, None, attention_mask)
+        reference = reference.to(hidden_states.dtype).repeat_interleave(hidden_states.shape[0] // reference.shape[0], 0)
+        return _sdpa(attn, hidden_states, torch.cat([hidden_states, reference], dim=1), attention_mask)
+
+
+class TodaysTemporalBlock(AnimateDiffTemporalBlock):
+    """The temporal block as it was: every motion frame through the whole transformer, the speed keys and values
+    projected at every position."""
+
+    def forward(self, x: torch.Tensor, motion: torch.Tensor | None = None,
+                speed: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, f, h, w = x.shape
+        frames = x if motion is None else torch.cat([motion.to(x.dtype), x], dim=2)
+        total = frames.shape[2]
+        out = self.motion(rearrange(frames, "b c f h w -> (b f) c h w"), num_frames=total)
+        out = rearrange(out, "(b f) c h w -> b c f h w", b=b)[:, :, total - f:]
+        if speed is None:
+            return out
+        tokens = rearrange(out, "b c f h w -> (b h w) f c")
+        context = speed.to(x.dtype).repeat_interleave(h * w, dim=0)
+        tokens = tokens + self.speed_attn(self.speed_norm(tokens), encoder_hidden_states=context)
+        return rearrange(tokens, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+
+
+@contextmanager
+def todays_backbone(model: torch.nn.Module) -> Any:
+    """EMO's backbone as before the exact shortcuts of issue 14 (same weights, same outputs)."""
+    swapped = [(m, type(m)) for m in model.temporal_blocks.values()]
+    swapped += [(p, type(p)) for p in model.backbone.attn_processors.values() if isinstance(p, ReferenceAttnProcessor)]
+    for obj, _ in swapped:
+        obj.__class__ = TodaysTemporalBlock if isinstance(obj, AnimateDiffTemporalBlock) else TodaysReferenceAttention
+    try:
+        yield
+    finally:
+        for obj, cls in swapped:
+            obj.__class__ = cls
 
 
 def paper_module() -> EMOLightningModule:
@@ -126,83 +184,121 @@ class Setup:
 
 
 def run_step(step: Callable[[], Any], precision: str) -> Callable[[], Any]:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
     def run() -> Any:
-        context = torch.autocast("cpu", dtype, cache_enabled=False) if dtype else nullcontext()
-        with torch.no_grad(), context:
+        with torch.no_grad(), autocast(precision, torch.device("cpu")):
             return step()
     return run
+
+
+def measured(name: str, run: Callable[[], Any], repeats: int, count: bool = False) -> dict[str, Any]:
+    """A warm-up call (FLOP counted when ``count``), then the timed calls; printed as it goes."""
+    with counting_flops() if count else nullcontext() as flops:
+        run()
+    entry = {**timed(run, repeats), **({"flops": flops} if count else {})}
+    print(f"  measured {name}: {entry['wall']:.1f} s wall, {entry['cpu']:.1f} s CPU", flush=True)
+    return entry
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     result: dict[str, Any] = {"peak": {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}}
     frames, side = args.frames, args.resolution // 8
-
-    unet = bare_unet()
-    generator = torch.Generator().manual_seed(0)
-    sample = torch.randn(frames, 4, side, side, generator=generator)
-    text = torch.randn(frames, TEXT_TOKENS, SD15_UNET["cross_attention_dim"], generator=generator)
-    bare = run_step(lambda: unet(sample, torch.tensor([500]), text).sample, "fp32")
-    with counting_flops() as flops:
-        bare()
-    result["bare"] = {"flops": flops, "seconds": best_time(bare, args.repeats)}
-    del unet
+    result["bare"] = measure_bare(frames, side, args.repeats)
 
     module = paper_module()
-    setup = Setup(module, args.resolution, frames)
-    result["emo"] = {}
+    model, setup = module.model, Setup(module, args.resolution, frames)
+    with todays_backbone(model):
+        result["today"] = measured("EMO step before", run_step(setup.step, "32"), args.repeats, count=True)
+    result["exact"] = measured("EMO step", run_step(setup.step, "32"), args.repeats, count=True)
     for precision in args.precisions:
-        step = run_step(setup.step, precision)
-        entry = {"seconds": best_time(step, args.repeats)}
-        if precision == "fp32":
-            with counting_flops() as flops:
-                step()
-            entry["flops"] = flops
-        result["emo"][precision] = entry
-    model = module.model
-    with torch.no_grad():
-        result["motion_pass"] = best_time(lambda: model.motion_features(setup.motion_latents), 1)
-        one = torch.randn(1, model.vae.latent_channels, side, side)
-        result["vae_decode_frame"] = best_time(lambda: model.vae.decode(one), 1)
-    result["bare"]["peak_fraction"] = result["bare"]["flops"]["total"] / result["bare"]["seconds"] / \
-        result["peak"]["fp32"]
+        result[f"exact_{precision}"] = measured(f"EMO step {precision}", run_step(setup.step, precision), args.repeats)
+    if args.channels_last:
+        prepare_backbone(model.backbone, channels_last=True)
+        result["exact_channels_last"] = measured("EMO step channels-last", run_step(setup.step, "32"), args.repeats)
+        model.backbone.to(memory_format=torch.contiguous_format)
+    if args.compile:
+        start = time.perf_counter()
+        prepare_backbone(model.backbone, compile=True)
+        run_step(setup.step, "32")()
+        result["compile_s"] = time.perf_counter() - start
+        result["exact_compiled"] = measured("EMO step compiled", run_step(setup.step, "32"), args.repeats)
+    one = torch.randn(1, model.vae.latent_channels, side, side)
+    for precision in ("32", *args.precisions):
+        result[f"motion_pass_{precision}"] = measured(
+            f"ReferenceNet over the motion frames {precision}",
+            run_step(lambda: model.motion_features(setup.motion_latents), precision), 1)
+        result[f"vae_decode_{precision}"] = measured(f"VAE decode of one frame {precision}",
+                                                     run_step(lambda: model.vae.decode(one), precision), 1)
+    result["scheduler"] = module.sampler(scheduler=args.fast_sampler).scheduler
+    result["num_train_timesteps"] = module.noise_schedule["num_train_timesteps"]
     return result
 
 
-def schedule_passes(steps: int, branches: int) -> int:
-    """Backbone passes of one clip: every step runs every guidance branch."""
-    return steps * branches
+def measure_bare(frames: int, side: int, repeats: int) -> dict[str, Any]:
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(frames, 4, side, side, generator=generator)
+    text = torch.randn(frames, TEXT_TOKENS, SD15_UNET["cross_attention_dim"], generator=generator)
+    return measured("bare UNet step", run_step(lambda: unet(sample, torch.tensor([500]), text).sample, "32"),
+                    repeats, count=True)
+
+
+def per_frame(passes: float, pass_s: float, precision: str, result: dict[str, Any], frames: int) -> float:
+    """CPU seconds per frame: the clip's backbone passes plus its per-clip work (motion frames, VAE decode)."""
+    clip = result[f"motion_pass_{precision}"]["cpu"] + frames * result[f"vae_decode_{precision}"]["cpu"]
+    return (passes * pass_s + clip) / frames
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
-    frames, peak = args.frames, result["peak"]
-    bare, emo = result["bare"], result["emo"]
-    fp32 = emo["fp32"]
-    lines = [f"paper-size EMO (SD 1.5 structure, random weights, stage 3), {frames} frames at "
-             f"{args.resolution}², one guidance branch, best of {args.repeats}; {args.threads} thread(s)",
+    frames, peak, bare = args.frames, result["peak"], result["bare"]
+    today, exact = result["today"], result["exact"]
+    lines = [f"paper-size EMO (SD 1.5 structure, random weights, stage 3), {frames} frames at {args.resolution}², "
+             f"one guidance branch, {args.threads} thread(s); times are CPU seconds (user + system) of this process, "
+             "best of the timed calls",
              f"  matmul peak: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s "
              f"({peak['bf16'] / peak['fp32']:.2f}x)"]
-    for name, entry in (("bare UNet", bare), ("EMO step", fp32)):
+    cores = args.threads
+    for name, entry in (("bare UNet", bare), ("EMO step before", today), ("EMO step", exact)):
         f = entry["flops"]
-        lines.append(f"  {name}: {entry['seconds']:.1f} s, {f['total'] / 1e12:.2f} TFLOP "
+        rate = f["total"] / (entry["cpu"] / cores)
+        lines.append(f"  {name}: {entry['cpu']:.1f} s CPU, {f['total'] / 1e12:.2f} TFLOP "
                      f"({f['counted'] / 1e12:.2f} counted + {f['attention'] / 1e12:.2f} attention cores) = "
-                     f"{f['total'] / frames / 1e9:.0f} GFLOP per frame; "
-                     f"{f['total'] / entry['seconds'] / 1e9:.0f} GFLOP/s = "
-                     f"{f['total'] / entry['seconds'] / peak['fp32']:.0%} of the fp32 peak")
-    for precision, entry in emo.items():
-        if precision != "fp32":
-            lines.append(f"  EMO step {precision} autocast: {entry['seconds']:.1f} s = "
-                         f"{fp32['seconds'] / entry['seconds']:.2f}x faster than fp32")
-    per_clip = result["motion_pass"] + frames * result["vae_decode_frame"]
-    lines.append(f"  per clip: ReferenceNet over the motion frames {result['motion_pass']:.1f} s, VAE decode "
-                 f"{frames * result['vae_decode_frame']:.1f} s")
-    default_s = (schedule_passes(40, 3) * fp32["seconds"] + per_clip) / frames
-    lines.append(f"  default (40 DDIM steps x 3 branches = 120 passes): {default_s:.1f} s per frame "
-                 "(extrapolated: passes x measured pass + per-clip work)")
-    lines.append(f"  EMO-step/bare-UNet time ratio: {fp32['seconds'] / bare['seconds']:.2f} "
-                 f"(FLOP ratio {fp32['flops']['total'] / bare['flops']['total']:.2f})")
+                     f"{f['total'] / frames / 1e9:.0f} GFLOP per frame per pass; {rate / 1e9:.0f} GFLOP/s per "
+                     f"{cores} cores' CPU time = {rate / peak['fp32']:.0%} of the fp32 peak")
+    for key, entry in result.items():
+        if key.startswith("exact_"):
+            lines.append(f"  EMO step, {key[6:]}: {entry['cpu']:.1f} s = {exact['cpu'] / entry['cpu']:.2f}x faster "
+                         "than fp32")
+    if "compile_s" in result:
+        lines.append(f"  torch.compile of the backbone: {result['compile_s']:.0f} s (wall) before the first step")
+
+    scheduler, num_train = result["scheduler"], result["num_train_timesteps"]
+    scheduler.set_timesteps(args.fast_steps)
+    interval = GuidanceInterval(*args.guidance_interval)
+    fast_passes = interval.passes(scheduler.timesteps, num_train, 3)
+    fast_precision = args.precisions[0] if args.precisions else "32"
+    fast_pass = result.get(f"exact_{fast_precision}", exact)["cpu"]
+    default = per_frame(40 * 3, today["cpu"], "32", result, frames)
+    options = [("exact shortcuts (reference K/V once, motion rows skipped, speed K/V once)",
+                per_frame(120, exact["cpu"], "32", result, frames)),
+               (f"+ {fast_precision} autocast", per_frame(120, fast_pass, fast_precision, result, frames)),
+               (f"+ {args.fast_sampler} {args.fast_steps} steps",
+                per_frame(args.fast_steps * 3, fast_pass, fast_precision, result, frames)),
+               (f"+ guidance only at noise levels [{interval.low}, {interval.high}] ({fast_passes} passes)",
+                per_frame(fast_passes, fast_pass, fast_precision, result, frames))]
+    lines.append(f"  per frame, extrapolated (passes x measured pass + per-clip work, / {frames} frames); "
+                 f"default = 40 DDIM steps x 3 branches (audio + reference guidance) = 120 passes: "
+                 f"{default:.1f} s CPU per frame")
+    for name, seconds in options:
+        lines.append(f"    {name}: {seconds:.1f} s per frame = {seconds / default:.2f}x default")
+    lines.append(f"fast/default time ratio: {options[-1][1] / default:.2f}")
+    lines.append(f"EMO-step/bare-UNet time ratio: before {today['cpu'] / bare['cpu']:.2f}, now "
+                 f"{exact['cpu'] / bare['cpu']:.2f} (FLOP ratio before "
+                 f"{today['flops']['total'] / bare['flops']['total']:.2f}, now "
+                 f"{exact['flops']['total'] / bare['flops']['total']:.2f})")
     return lines
 
 
@@ -210,12 +306,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--frames", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=2, help="timed steps per configuration (the best counts)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per configuration after a warm-up")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="*", default=["bf16"], help="autocast precisions to time besides 32")
+    parser.add_argument("--channels-last", action="store_true", help="also time the backbone in channels-last")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the backbone")
+    parser.add_argument("--fast-sampler", default="unipc")
+    parser.add_argument("--fast-steps", type=int, default=12)
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=[1.0, 0.5], metavar=("HIGH", "LOW"))
     args = parser.parse_args(argv)
-    result = measure(args)
-    print("\n".join(report(result, args)))
+    print("\n".join(report(measure(args), args)))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
-
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.model.attention import ReferenceAttnProcessor

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 
 from emo_lightning.registry import register
 
@@ -17,3 +23,9 @@ register("scheduler", "euler")(EulerDiscreteScheduler)
 def dpm_solver_pp(**config: Any) -> DPMSolverMultistepScheduler:
     """DPM-Solver++ (2nd order, multistep): good samples in 20–25 steps."""
     return DPMSolverMultistepScheduler(**{"algorithm_type": "dpmsolver++", "solver_order": 2, **config})
+
+
+@register("scheduler", "unipc")
+def unipc(**config: Any) -> UniPCMultistepScheduler:
+    """UniPC (multistep predictor-corrector, order 2): few-step sampling, 10–20 steps."""
+    return UniPCMultistepScheduler(**{"solver_order": 2, **config})
