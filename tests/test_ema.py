@@ -11,11 +11,11 @@ import torch
 from conftest import tiny_module
 
 from emo_lightning.data import SyntheticDataModule
+from emo_lightning.pipeline.loading import load_module
 from emo_lightning.training.callbacks import LastCheckpoint
 from emo_lightning.training.checkpoint import read_checkpoint
 from emo_lightning.training.checkpoint_io import atomic_torch_save
 from emo_lightning.training.ema import EMA
-from emo_lightning.training.inference import load_module
 
 DECAY = 0.5
 
