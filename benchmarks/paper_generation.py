@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from emo_lightning.model.sampling_speed import GuidanceInterval, autocast, prepare_backbone
 from torch.utils.flop_counter import FlopCounterMode
 from train_memory import PAPER_COMPONENTS, SD15_UNET
 
@@ -34,7 +35,6 @@ from emo_lightning.config import compose_config
 from emo_lightning.model.attention import ReferenceAttnProcessor, _sdpa
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import Conditions
-from emo_lightning.model.sampling_speed import GuidanceInterval, autocast, prepare_backbone
 from emo_lightning.training import EMOLightningModule
 
 TEXT_TOKENS = 77  # SD 1.5's CLIP context: what the bare UNet's cross-attention sees

@@ -25,7 +25,7 @@ from emo_lightning.pipeline.loading import PipelineCache
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
 
-SAMPLERS = ["ddim", "dpmsolver++"]
+SAMPLERS = ["ddim", "dpmsolver++", "unipc"]
 SLIDERS = ("steps", "guidance_reference", "guidance_audio", "speed")
 """The settings the checkpoint's own values preset."""
 
@@ -69,7 +69,8 @@ class Generator:
 
     def __call__(self, portrait: str | None, audio: str | None, checkpoint: str, steps: float, sampler: str,
                  guidance_reference: float, guidance_audio: float, speed: float, seed: float,
-                 face_detector: str, progress: gr.Progress = gr.Progress()) -> str:
+                 face_detector: str, precision: str = "32", guidance_min_noise: float = 0.0,
+                 cache_threshold: float = 0.0, progress: gr.Progress = gr.Progress()) -> str:
         if not portrait:
             raise gr.Error("Upload a portrait first.")
         if not audio:
@@ -99,7 +100,9 @@ class Generator:
         try:
             pipeline.write_video(output, image, torch.from_numpy(waveform), mask, seed=int(seed), steps=int(steps),
                                  sampler=sampler, guidance_reference=guidance_reference,
-                                 guidance_audio=guidance_audio, speed=speed, on_step=report)
+                                 guidance_audio=guidance_audio, speed=speed, precision=precision,
+                                 guidance_min_noise=guidance_min_noise, cache_threshold=cache_threshold,
+                                 on_step=report)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
@@ -153,13 +156,22 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     face_detector = gr.Dropdown(detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors
                                                 else NO_DETECTOR, label="Face detection",
                                                 info="none: take the centre of the image (drawings, cartoons)")
+                with gr.Accordion("Fast generation", open=False):
+                    precision = gr.Radio(["32", "bf16", "fp16"], value=defaults.precision, label="Precision",
+                                         info="bf16: faster on CPUs and GPUs with bf16 units")
+                    guidance_min_noise = gr.Slider(0, 1, value=defaults.guidance_min_noise, step=0.05,
+                                                   label="Guidance only above this noise level",
+                                                   info="0: every step; 0.5: guidance in the first half only")
+                    cache_threshold = gr.Slider(0, 0.5, value=defaults.cache_threshold, step=0.01,
+                                                label="Step caching threshold", info="0: off")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
         checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in SLIDERS],
                           checkpoint, [steps, guidance_reference, guidance_audio, speed])
         run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
-                             speed, seed, face_detector], video, api_name="generate")
+                             speed, seed, face_detector, precision, guidance_min_noise, cache_threshold], video,
+                  api_name="generate")
     return app
 
 

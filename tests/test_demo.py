@@ -82,7 +82,7 @@ def client_predict(url: str, portrait: Path, audio: Path, checkpoint: str = "tin
 
     client = Client(url, verbose=False)
     return client.predict(handle_file(str(portrait)), handle_file(str(audio)), checkpoint, 2, "ddim", 1.0, 2.0, 1.0,
-                          7, detector, api_name="/generate")
+                          7, detector, "32", 0.0, 0.0, api_name="/generate")
 
 
 def test_generates_a_video_through_the_api(demo_url, media):

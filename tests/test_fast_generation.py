@@ -62,3 +62,59 @@ def test_reference_attention_projects_the_reference_once_per_video() -> None:
     with state.use(reference={"attn1": reference.requires_grad_()}):
         processor(attn, hidden).sum().backward()
     assert reference.grad is not None and reference.grad.abs().sum() > 0
+
+
+def _video(module, **controls) -> torch.Tensor:
+    audio = torch.randn(1, 8000, generator=torch.Generator().manual_seed(9)) * 0.1
+    return module.pipeline()(torch.zeros(1, 3, 32, 32), audio, torch.ones(1, 1, 32, 32), num_frames=8, steps=4,
+                             **controls)
+
+
+@pytest.mark.slow
+def test_guidance_interval_and_step_cache_in_the_pipeline() -> None:
+    from conftest import tiny_module
+
+    from emo_lightning.pipeline.speed import GuidanceInterval
+
+    module = tiny_module().eval()
+    _randomise(module.model.temporal_blocks)
+    counts = {"backbone": 0}
+    module.model.backbone.register_forward_hook(lambda *args: counts.update(backbone=counts["backbone"] + 1))
+    conditional = _video(module)  # guidance 1/1: the fully conditioned branch alone
+    # guidance outside every step's noise level: the same single branch, with audio guidance 3 set
+    torch.testing.assert_close(_video(module, guidance_audio=3.0, guidance_max_noise=0.0), conditional)
+    guided = _video(module, guidance_audio=3.0)
+    assert not torch.allclose(guided, conditional)
+    counts["backbone"] = 0
+    half = _video(module, guidance_audio=3.0, guidance_min_noise=0.5)
+    scheduler = module.pipeline().scheduler
+    scheduler.set_timesteps(4)
+    assert counts["backbone"] == 4  # one forward per step, batched branches only where guided
+    assert GuidanceInterval(1.0, 0.5).passes(scheduler.timesteps, 1000, 2) == 2 * 2 + 2
+    assert not torch.equal(half, guided) and not torch.equal(half, conditional)
+
+    counts["backbone"] = 0
+    cached = _video(module, cache_threshold=100.0)  # every step after the first reuses the first prediction
+    assert counts["backbone"] == 1 and not torch.allclose(cached, conditional)
+
+
+@pytest.mark.slow
+def test_precision_and_settings_controls() -> None:
+    from conftest import tiny_module
+
+    from emo_lightning.pipeline import GenerationSettings
+
+    module = tiny_module().eval()
+    full, bf16 = _video(module), _video(module, precision="bf16")
+    assert bf16.dtype == torch.float32 and (bf16 - full).abs().mean() < 0.05
+    settings = GenerationSettings.from_hparams({"generation": {"sampler": "unipc", "precision": "bf16",
+                                                               "compile": "false", "guidance_min_noise": 0.5}})
+    assert (settings.sampler, settings.precision, settings.compile, settings.guidance_min_noise) == \
+        ("unipc", "bf16", False, 0.5)
+    assert settings.override(channels_last="yes").channels_last is True
+    with pytest.raises(ValueError, match="precision"):
+        settings.override(precision="int8")
+    with pytest.raises(ValueError, match="guidance interval"):
+        settings.override(guidance_min_noise=0.9, guidance_max_noise=0.2)
+    with pytest.raises(ValueError, match="true or false"):
+        settings.override(compile="maybe")

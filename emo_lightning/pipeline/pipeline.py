@@ -24,6 +24,7 @@ from emo_lightning.components.base import Conditions
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO
 from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
+from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, autocast, branch_rows, prepare_backbone
 
 if TYPE_CHECKING:
     from emo_lightning.pipeline.portrait import DetectorSpec
@@ -204,9 +205,11 @@ class EMOPipeline:
                on_step: Callable[[Progress], None] | None) -> Iterator[Tensor]:
         model, layout, vae, b = self.model, self.layout, self.model.vae, reference.shape[0]
         scheduler = self.scheduler_for(settings.sampler)
+        prepare_backbone(model.backbone, channels_last=settings.channels_last, compile=settings.compile)
         branches = settings.guidance.branches() if layout.uses_audio else [(True, False, 1.0)]
         ref_latents = vae.encode_video(reference[:, :, None])  # (B, C, 1, h, w)
-        features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
+        with autocast(settings.precision, ref_latents.device):
+            features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
         rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
         reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
         face = model.face_locator(mask).repeat(len(branches), 1, 1, 1)
@@ -219,7 +222,8 @@ class EMOPipeline:
             n = min(per_clip, total_frames - start)
             conditions = Conditions(reference_features, face)
             if layout.temporal:
-                conditions.motion = self._motion(history, ref_latents, len(branches))
+                with autocast(settings.precision, ref_latents.device):
+                    conditions.motion = self._motion(history, ref_latents, len(branches))
             if audio is not None:
                 clip_audio = audio[:, start:start + n]
                 conditions.audio = torch.cat([clip_audio if use_audio else torch.zeros_like(clip_audio)
@@ -233,8 +237,9 @@ class EMOPipeline:
                     on_step(Progress(index * settings.steps + step, clips * settings.steps, index + 1, clips))
 
             latents = self.denoise_clip(conditions, ref_latents, vae.latent_frames(n), branches, scheduler,
-                                        settings.steps, generator, report)
-            frames = vae.decode_video(latents)[:, :, :n]
+                                        settings.steps, generator, report, settings)
+            with autocast(settings.precision, latents.device):
+                frames = vae.decode_video(latents)[:, :, :n].float()
             if layout.temporal:  # unclamped: an image VAE then gives back exactly the clip's own latents
                 history = frames if history is None else torch.cat([history, frames], 2)
                 history = history[:, :, -layout.motion_frames:]
@@ -255,18 +260,33 @@ class EMOPipeline:
 
     def denoise_clip(self, conditions: Conditions, ref_latents: Tensor, latent_frames: int,
                      branches: list[tuple[bool, bool, float]], scheduler: SchedulerMixin, steps: int,
-                     generator: torch.Generator | None, on_step: Callable[[int], None] = lambda step: None) -> Tensor:
-        """Denoise one clip's latents (B, C, latent_frames, h, w) from noise, combining the guidance ``branches``."""
+                     generator: torch.Generator | None, on_step: Callable[[int], None] = lambda step: None,
+                     settings: GenerationSettings = DEFAULTS) -> Tensor:
+        """Denoise one clip's latents (B, C, latent_frames, h, w) from noise, combining the guidance ``branches``.
+
+        Outside ``settings``' guidance interval only the last (fully conditioned) branch runs; with a
+        ``cache_threshold`` a step may reuse the previous prediction (:class:`~emo_lightning.pipeline.speed.StepCache`).
+        """
         b, c, _, h, w = ref_latents.shape
         scheduler.set_timesteps(steps, device=ref_latents.device)
         latents = torch.randn((b, c, latent_frames, h, w), generator=generator, device=ref_latents.device,
                               dtype=ref_latents.dtype) * scheduler.init_noise_sigma
-        weights = [w for _, _, w in branches]
+        interval = GuidanceInterval(settings.guidance_max_noise, settings.guidance_min_noise)
+        conditional = branch_rows(conditions, b * (len(branches) - 1), b * len(branches))
+        cache, num_train = StepCache(settings.cache_threshold), scheduler.config.num_train_timesteps
         for i, t in enumerate(scheduler.timesteps, 1):
-            model_in = scheduler.scale_model_input(latents.repeat(len(branches), 1, 1, 1, 1), t)
-            preds = self.model.denoise(model_in, t.reshape(1).to(latents.device), conditions,
-                                       temporal=self.layout.temporal).chunk(len(branches))
-            pred = sum(weight * p for weight, p in zip(weights, preds, strict=True))
+            pred = cache.lookup(scheduler.scale_model_input(latents, t))
+            if pred is None:
+                guided = len(branches) > 1 and interval.applies(t, num_train)
+                runs = branches if guided else branches[-1:]
+                model_in = scheduler.scale_model_input(latents.repeat(len(runs), 1, 1, 1, 1), t)
+                with autocast(settings.precision, latents.device):
+                    preds = self.model.denoise(model_in, t.reshape(1).to(latents.device),
+                                               conditions if guided else conditional,
+                                               temporal=self.layout.temporal).float().chunk(len(runs))
+                weights = [w for _, _, w in runs] if guided else [1.0]
+                pred = sum(weight * p for weight, p in zip(weights, preds, strict=True))
+                cache.store(pred)
             latents = scheduler.step(pred, t, latents, generator=generator).prev_sample
             on_step(i)
         return latents

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from emo_lightning.pipeline.speed import PRECISIONS, GuidanceInterval, StepCache
+
 
 @dataclass
 class Guidance:
@@ -37,6 +39,13 @@ class GenerationSettings:
     speed: float = 1.0  # head-motion speed, degrees per frame: 0.1-1 talking, 1-1.3 singing (stage-3 models)
     seed: int = 0  # same seed, same video
     fps: float = 25.0  # output frame rate
+    # speed (see emo_lightning/pipeline/speed.py and the README's "Fast generation")
+    guidance_max_noise: float = 1.0  # guidance branches run only at noise levels t/T in [min, max]; the other steps
+    guidance_min_noise: float = 0.0  # run the fully conditioned branch alone
+    cache_threshold: float = 0.0  # > 0: reuse the last prediction until the input has moved this much (relative L1)
+    precision: str = "32"  # autocast: 32 | bf16 | fp16
+    channels_last: bool = False  # the backbone's weights and activations in channels-last memory format
+    compile: bool = False  # torch.compile the backbone (the first clip pays the compile time)
 
     @property
     def guidance(self) -> Guidance:
@@ -57,19 +66,34 @@ class GenerationSettings:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
+        GuidanceInterval(self.guidance_max_noise, self.guidance_min_noise)
+        StepCache(self.cache_threshold)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any]) -> GenerationSettings:
         """A model's own settings from its hyper-parameters (``num_inference_steps``, ``guidance_reference``,
-        ``guidance_audio``, ``speed``, ``fps`` and the ``sample_scheduler``'s name); absent ones take the
-        defaults above."""
+        ``guidance_audio``, ``speed``, ``fps``, the ``sample_scheduler``'s name and any control in ``generation``);
+        absent ones take the defaults above."""
         scheduler = hparams.get("sample_scheduler") or {}
+        own = {k: hparams.get(k) for k in ("guidance_reference", "guidance_audio", "speed", "fps")}
         return cls().override(steps=hparams.get(MODEL_HPARAMS["steps"]), sampler=scheduler.get("name"),
-                              **{k: hparams.get(k) for k in ("guidance_reference", "guidance_audio", "speed", "fps")})
+                              **{**own, **(hparams.get("generation") or {})})
+
+
+def switch(value: Any) -> bool:
+    """A boolean control from a bool or a string (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
 
 
 CONTROLS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationSettings))
-CONTROL_TYPES: dict[str, type] = typing.get_type_hints(GenerationSettings)
+CONTROL_TYPES: dict[str, Any] = {k: switch if v is bool else v
+                                 for k, v in typing.get_type_hints(GenerationSettings).items()}
 MODEL_HPARAMS = {"steps": "num_inference_steps"}
 """Controls whose model hyper-parameter has another name."""
 DEFAULTS = GenerationSettings()

@@ -53,7 +53,9 @@ class EMOLightningModule(pl.LightningModule):
         num_frames, motion_frames, fps, resolution: the clips it trains on (frames per clip, motion frames fed back,
             frame rate, side in pixels).
         num_inference_steps, guidance_reference, guidance_audio, speed, fps, sample_scheduler: the model's own
-            generation settings (:class:`~emo_lightning.pipeline.GenerationSettings`, whose defaults these are).
+            generation settings (:class:`~emo_lightning.pipeline.GenerationSettings`, whose defaults these are);
+            ``generation``: any other of its controls, e.g. the fast-generation ones (``{precision: bf16,
+            guidance_min_noise: 0.5}``).
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
@@ -93,6 +95,7 @@ class EMOLightningModule(pl.LightningModule):
         guidance_reference: float = GENERATION.guidance_reference,
         guidance_audio: float = GENERATION.guidance_audio,
         speed: float = GENERATION.speed,
+        generation: dict[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         init_from: str | None = None,
         lora: dict[str, Any] | None = None,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from emo_lightning.components.base import Conditions
+
 PRECISIONS = {"32": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -81,3 +83,14 @@ def prepare_backbone(backbone: nn.Module, channels_last: bool = False, compile: 
     if compile and not getattr(backbone, "_emo_compiled", False):
         backbone.compile()
         backbone._emo_compiled = True
+
+
+def branch_rows(conditions: Conditions, start: int, stop: int) -> Conditions:
+    """The rows ``start:stop`` of every condition (one guidance branch out of the batched ones)."""
+    def rows(value: Tensor | dict[str, Tensor] | None) -> Tensor | dict[str, Tensor] | None:
+        if isinstance(value, dict):
+            return {k: v[start:stop] for k, v in value.items()}
+        return None if value is None else value[start:stop]
+
+    return Conditions(rows(conditions.reference), rows(conditions.face), rows(conditions.motion),
+                      rows(conditions.audio), rows(conditions.speed))
