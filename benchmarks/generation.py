@@ -2,6 +2,7 @@
 the time with reference/motion features cached (the sampler) vs recomputed at every denoising step.
 
     python benchmarks/generation.py [--short 5] [--long 60] [--steps 4] [--threads 1] [--wav2vec2-base]
+    python benchmarks/generation.py --paper-size [--resolution 256] [--threads 2] ...   (see paper_generation.py)
 
 Uses the tiny EMO with random weights (speed and memory do not depend on training). Each length runs in its
 own process, so its peak RSS (ru_maxrss) is its own; "model" is the RSS once the model is built and warmed
@@ -121,6 +122,11 @@ def in_subprocess(args: argparse.Namespace, *worker: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    if "--paper-size" in sys.argv[1:]:  # SD 1.5's structure: per-frame time, FLOP, fast options vs today's defaults
+        import paper_generation
+
+        paper_generation.main([a for a in sys.argv[1:] if a != "--paper-size"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", type=float, default=5.0, help="seconds of audio of the short run")
     parser.add_argument("--long", type=float, default=60.0, help="seconds of audio of the long run")

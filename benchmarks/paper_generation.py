@@ -26,15 +26,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from emo_lightning.model.sampling_speed import GuidanceInterval, autocast, prepare_backbone
 from torch.utils.flop_counter import FlopCounterMode
 from train_memory import PAPER_COMPONENTS, SD15_UNET
 
+from emo_lightning.components.base import Conditions
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.config import compose_config
 from emo_lightning.model.attention import ReferenceAttnProcessor, _sdpa
 from emo_lightning.model.audio_windows import encode_audio
-from emo_lightning.model.emo import Conditions
+from emo_lightning.pipeline.speed import GuidanceInterval, autocast, prepare_backbone
 from emo_lightning.training import EMOLightningModule
 
 TEXT_TOKENS = 77  # SD 1.5's CLIP context: what the bare UNet's cross-attention sees
@@ -229,7 +229,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             run_step(lambda: model.motion_features(setup.motion_latents), precision), 1)
         result[f"vae_decode_{precision}"] = measured(f"VAE decode of one frame {precision}",
                                                      run_step(lambda: model.vae.decode(one), precision), 1)
-    result["scheduler"] = module.sampler(scheduler=args.fast_sampler).scheduler
+    result["scheduler"] = module.pipeline().scheduler_for(args.fast_sampler)
     result["num_train_timesteps"] = module.noise_schedule["num_train_timesteps"]
     return result
 
