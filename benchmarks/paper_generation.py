@@ -222,6 +222,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         run_step(setup.step, "32")()
         result["compile_s"] = time.perf_counter() - start
         result["exact_compiled"] = measured("EMO step compiled", run_step(setup.step, "32"), args.repeats)
+    if args.profile:
+        result["profile"] = {p: profile_categories(run_step(setup.step, p)) for p in ("32", *args.precisions)}
     one = torch.randn(1, model.vae.latent_channels, side, side)
     for precision in ("32", *args.precisions):
         result[f"motion_pass_{precision}"] = measured(
@@ -232,6 +234,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result["scheduler"] = module.pipeline().scheduler_for(args.fast_sampler)
     result["num_train_timesteps"] = module.noise_schedule["num_train_timesteps"]
     return result
+
+
+CATEGORIES = {  # profiler op name -> where the time goes
+    "matmul/conv": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+                    "aten::_mkldnn_convolution", "aten::convolution", "mkldnn::_linear_pointwise", "aten::linear"),
+    "attention cores": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
+    "norms": ("aten::native_group_norm", "aten::native_layer_norm"),
+    "dtype casts": ("aten::_to_copy", "aten::to", "aten::copy_"),
+}
+
+
+def profile_categories(run: Callable[[], Any]) -> dict[str, float]:
+    """Self CPU seconds of one call by category (see CATEGORIES; everything else: elementwise, layout, other)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    totals = dict.fromkeys([*CATEGORIES, "elementwise and the rest"], 0.0)
+    for event in prof.key_averages():
+        category = next((c for c, names in CATEGORIES.items() if event.key in names), "elementwise and the rest")
+        totals[category] += event.self_cpu_time_total / 1e6
+    return totals
 
 
 def measure_bare(frames: int, side: int, repeats: int) -> dict[str, Any]:
@@ -275,6 +299,11 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     if "compile_s" in result:
         lines.append(f"  torch.compile of the backbone: {result['compile_s']:.0f} s (wall) before the first step")
 
+    for precision, categories in result.get("profile", {}).items():
+        base = result["profile"]["32"]
+        lines.append(f"  where the time goes, {precision} (self CPU s; x: fp32 / this): " + ", ".join(
+            f"{name} {seconds:.1f}" + (f" ({base[name] / seconds:.2f}x)" if precision != "32" and seconds else "")
+            for name, seconds in categories.items()))
     scheduler, num_train = result["scheduler"], result["num_train_timesteps"]
     scheduler.set_timesteps(args.fast_steps)
     interval = GuidanceInterval(*args.guidance_interval)
@@ -311,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precisions", nargs="*", default=["bf16"], help="autocast precisions to time besides 32")
     parser.add_argument("--channels-last", action="store_true", help="also time the backbone in channels-last")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the backbone")
+    parser.add_argument("--profile", action="store_true", help="where a step's time goes, fp32 against autocast")
     parser.add_argument("--fast-sampler", default="unipc")
     parser.add_argument("--fast-steps", type=int, default=12)
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=[1.0, 0.5], metavar=("HIGH", "LOW"))
