@@ -77,12 +77,16 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
 
 
 def prepare_backbone(backbone: nn.Module, channels_last: bool = False, compile: bool = False) -> None:
-    """Channels-last weights and/or ``torch.compile`` of the backbone's forward, in place (its state-dict keys stay)."""
+    """Channels-last weights and/or ``torch.compile`` of the backbone's denoising call (its ``denoise``, or its
+    forward), in place: state-dict keys stay, and the first call afterwards pays the compile time."""
     if channels_last:
         backbone.to(memory_format=torch.channels_last)
-    if compile and not getattr(backbone, "_emo_compiled", False):
-        backbone.compile()
-        backbone._emo_compiled = True
+    if compile and not getattr(backbone, "_compiled_for_generation", False):
+        if callable(getattr(backbone, "denoise", None)):
+            backbone.denoise = torch.compile(backbone.denoise)
+        else:
+            backbone.compile()
+        backbone._compiled_for_generation = True
 
 
 def branch_rows(conditions: Conditions, start: int, stop: int) -> Conditions:
