@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import SchedulerMixin
-from einops import rearrange
 from torch import Tensor
 
 from emo_lightning.model.audio_windows import encode_audio
@@ -67,7 +66,7 @@ class ClipSampler:
         branches = self.guidance.branches()
         if not self.use_audio:
             branches = [(True, False, 1.0)]
-        ref_latents = model.vae.encode(reference)
+        ref_latents = model.vae.encode_video(reference[:, :, None])  # (B, C, 1, h, w)
         features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
         rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
         reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
@@ -96,12 +95,11 @@ class ClipSampler:
             latents = self._denoise_clip(conditions, ref_latents, n, branches, generator, report)
             motion_latents = latents if motion_latents is None else torch.cat([motion_latents, latents], 2)
             motion_latents = motion_latents[:, :, -self.motion_frames:]
-            frames = model.vae.decode(rearrange(latents, "b c f h w -> (b f) c h w"))
-            yield rearrange(frames, "(b f) c h w -> b c f h w", b=b).clamp(-1, 1)
+            yield model.vae.decode_video(latents)[:, :, :n].clamp(-1, 1)
 
     def _motion(self, motion_latents: Tensor | None, ref_latents: Tensor, copies: int) -> dict[str, Tensor]:
         if motion_latents is None:  # first clip: zero motion features, as in training's motion dropout
-            b, c, h, w = ref_latents.shape
+            b, c, _, h, w = ref_latents.shape
             zeros = ref_latents.new_zeros(b, c, self.motion_frames, h, w)
             return {k: torch.zeros_like(v).repeat(copies, 1, 1, 1, 1)
                     for k, v in self.model.motion_features(zeros).items()}
@@ -113,7 +111,7 @@ class ClipSampler:
     def _denoise_clip(self, conditions: Conditions, ref_latents: Tensor, n: int,
                       branches: list[tuple[bool, bool, float]], generator: torch.Generator | None,
                       on_step: Callable[[int], None]) -> Tensor:
-        b, c, h, w = ref_latents.shape
+        b, c, _, h, w = ref_latents.shape
         self.scheduler.set_timesteps(self.steps, device=ref_latents.device)
         latents = torch.randn((b, c, n, h, w), generator=generator, device=ref_latents.device,
                               dtype=ref_latents.dtype) * self.scheduler.init_noise_sigma
