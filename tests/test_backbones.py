@@ -71,7 +71,7 @@ def test_shapes_through_emo_denoise(entry):
         out = model.denoise(image, torch.tensor([10, 900]), replace(conditions, motion=None, audio=None, speed=None),
                             temporal=False)
         assert out.shape == image.shape
-    assert module.size_multiple == model.vae.downsample * model.backbone.size_multiple
+    assert module.pipeline().size_multiple == model.vae.downsample * model.backbone.size_multiple
     assert module.fsdp_wrap_classes == tuple(model.backbone.fsdp_wrap_classes)
 
 

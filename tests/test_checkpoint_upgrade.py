@@ -22,6 +22,7 @@ from PIL import Image
 
 from emo_lightning.cli import main
 from emo_lightning.data import SyntheticDataModule
+from emo_lightning.pipeline.loading import load_module
 from emo_lightning.training import EMOLightningModule
 from emo_lightning.training.checkpoint import (
     CheckpointError,
@@ -30,7 +31,6 @@ from emo_lightning.training.checkpoint import (
     read_checkpoint,
     reorder_optimizer_states,
 )
-from emo_lightning.training.inference import load_module
 
 pytestmark = pytest.mark.slow
 OLD_COMMIT = "fd44ced"  # the last commit with the `unet` kind
