@@ -18,7 +18,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import Tensor
 
-from emo_lightning.model.state import UNetState
+from emo_lightning.components.backbone.sd_unet.state import UNetState
 
 _sdpa = AttnProcessor2_0()
 
