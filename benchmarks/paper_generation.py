@@ -29,10 +29,10 @@ from einops import rearrange
 from torch.utils.flop_counter import FlopCounterMode
 from train_memory import PAPER_COMPONENTS, SD15_UNET
 
+from emo_lightning.components.backbone.sd_unet.attention import ReferenceAttnProcessor, _sdpa
 from emo_lightning.components.base import Conditions
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.config import compose_config
-from emo_lightning.model.attention import ReferenceAttnProcessor, _sdpa
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.pipeline.speed import GuidanceInterval, autocast, prepare_backbone
 from emo_lightning.training import EMOLightningModule
@@ -131,8 +131,9 @@ class TodaysTemporalBlock(AnimateDiffTemporalBlock):
 @contextmanager
 def todays_backbone(model: torch.nn.Module) -> Any:
     """EMO's backbone as before the exact shortcuts of issue 14 (same weights, same outputs)."""
-    swapped = [(m, type(m)) for m in model.temporal_blocks.values()]
-    swapped += [(p, type(p)) for p in model.backbone.attn_processors.values() if isinstance(p, ReferenceAttnProcessor)]
+    backbone = model.backbone
+    swapped = [(m, type(m)) for m in backbone.temporal_blocks.values()]
+    swapped += [(p, type(p)) for p in backbone.unet.attn_processors.values() if isinstance(p, ReferenceAttnProcessor)]
     for obj, _ in swapped:
         obj.__class__ = TodaysTemporalBlock if isinstance(obj, AnimateDiffTemporalBlock) else TodaysReferenceAttention
     try:
@@ -166,7 +167,7 @@ class Setup:
         c = model.vae.latent_channels
         generator = torch.Generator().manual_seed(0)
         self.noisy = torch.randn(1, c, frames, side, side, generator=generator)
-        self.reference_latents = torch.randn(1, c, side, side, generator=generator)
+        self.reference_latents = torch.randn(1, c, 1, side, side, generator=generator)
         self.motion_latents = torch.randn(1, c, hp.motion_frames, side, side, generator=generator)
         self.t = torch.tensor([500])
         rate = model.audio_encoder.sample_rate

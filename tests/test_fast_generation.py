@@ -9,9 +9,9 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
 
+from emo_lightning.components.backbone.sd_unet.attention import ReferenceAttnProcessor
+from emo_lightning.components.backbone.sd_unet.state import UNetState
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
-from emo_lightning.model.attention import ReferenceAttnProcessor
-from emo_lightning.model.state import UNetState
 
 
 def _randomise(module: nn.Module) -> None:
@@ -77,9 +77,9 @@ def test_guidance_interval_and_step_cache_in_the_pipeline() -> None:
     from emo_lightning.pipeline.speed import GuidanceInterval
 
     module = tiny_module().eval()
-    _randomise(module.model.temporal_blocks)
+    _randomise(module.model.backbone.temporal_blocks)
     counts = {"backbone": 0}
-    module.model.backbone.register_forward_hook(lambda *args: counts.update(backbone=counts["backbone"] + 1))
+    module.model.backbone.unet.register_forward_hook(lambda *args: counts.update(backbone=counts["backbone"] + 1))
     conditional = _video(module)  # guidance 1/1: the fully conditioned branch alone
     # guidance outside every step's noise level: the same single branch, with audio guidance 3 set
     torch.testing.assert_close(_video(module, guidance_audio=3.0, guidance_max_noise=0.0), conditional)
