@@ -12,6 +12,7 @@ from torch import nn
 from emo_lightning.components.backbone.sd_unet.attention import ReferenceAttnProcessor
 from emo_lightning.components.backbone.sd_unet.state import UNetState
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
+from emo_lightning.pipeline import GenerationSettings
 
 
 def _randomise(module: nn.Module) -> None:
@@ -99,14 +100,17 @@ def test_guidance_interval_and_step_cache_in_the_pipeline() -> None:
 
 
 @pytest.mark.slow
-def test_precision_and_settings_controls() -> None:
+def test_precision_and_a_sampler_named_in_the_model_config() -> None:
     from conftest import tiny_module
-
-    from emo_lightning.pipeline import GenerationSettings
 
     module = tiny_module().eval()
     full, bf16 = _video(module), _video(module, precision="bf16")
     assert bf16.dtype == torch.float32 and (bf16 - full).abs().mean() < 0.05
+    unipc = tiny_module("+model.generation.sampler=unipc").pipeline()
+    assert type(unipc.scheduler).__name__ == "UniPCMultistepScheduler" and unipc.settings.sampler == "unipc"
+
+
+def test_generation_settings_controls() -> None:
     settings = GenerationSettings.from_hparams({"generation": {"sampler": "unipc", "precision": "bf16",
                                                                "compile": "false", "guidance_min_noise": 0.5}})
     assert (settings.sampler, settings.precision, settings.compile, settings.guidance_min_noise) == \

@@ -90,7 +90,9 @@ class EMOPipeline:
         hp = module.hparams
         settings = GenerationSettings.from_hparams(hp)
         noise_schedule = module.noise_schedule
-        spec = hp.sample_scheduler or {"name": settings.sampler, **SAMPLER_DEFAULTS.get(settings.sampler, {})}
+        spec = hp.sample_scheduler or {}
+        if spec.get("name") != settings.sampler:  # none configured, or the model's `generation` names another
+            spec = {"name": settings.sampler, **SAMPLER_DEFAULTS.get(settings.sampler, {})}
         scheduler = build_scheduler(spec, noise_schedule)
         layout = ClipLayout(hp.num_frames, hp.motion_frames, hp.stage, hp.resolution)
         return cls(module.model, scheduler, layout, settings, noise_schedule)

@@ -78,8 +78,8 @@ class GenerationSettings:
         absent ones take the defaults above."""
         scheduler = hparams.get("sample_scheduler") or {}
         own = {k: hparams.get(k) for k in ("guidance_reference", "guidance_audio", "speed", "fps")}
-        return cls().override(steps=hparams.get(MODEL_HPARAMS["steps"]), sampler=scheduler.get("name"),
-                              **{**own, **(hparams.get("generation") or {})})
+        return cls().override(**{"steps": hparams.get(MODEL_HPARAMS["steps"]), "sampler": scheduler.get("name"),
+                                 **own, **(hparams.get("generation") or {})})
 
 
 def switch(value: Any) -> bool:
