@@ -8,6 +8,7 @@ last ``motion_frames`` frames made so far; zeros for the first clip) once per cl
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -272,6 +273,8 @@ class EMOPipeline:
         interval = GuidanceInterval(settings.guidance_max_noise, settings.guidance_min_noise)
         conditional = branch_rows(conditions, b * (len(branches) - 1), b * len(branches))
         cache, num_train = StepCache(settings.cache_threshold), scheduler.config.num_train_timesteps
+        # stochastic schedulers draw from the seeded generator; deterministic ones (UniPC) take none
+        random = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         for i, t in enumerate(scheduler.timesteps, 1):
             pred = cache.lookup(scheduler.scale_model_input(latents, t))
             if pred is None:
@@ -285,7 +288,7 @@ class EMOPipeline:
                 weights = [w for _, _, w in runs] if guided else [1.0]
                 pred = sum(weight * p for weight, p in zip(weights, preds, strict=True))
                 cache.store(pred)
-            latents = scheduler.step(pred, t, latents, generator=generator).prev_sample
+            latents = scheduler.step(pred, t, latents, **random).prev_sample
             on_step(i)
         return latents
 
