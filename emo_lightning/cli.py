@@ -148,7 +148,8 @@ def predict_config(overrides: list[str]) -> dict[str, Any]:
         hparams = with_adapter(model_hparams(read_checkpoint(base), base), lora, base)
         cfg["ckpt_path"] = None
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
-                                          "guidance_reference", "guidance_audio", "speed", "sampler", "fps")}
+                                          "guidance_reference", "guidance_audio", "speed", "sampler", "fps",
+                                          "landmarks", "pose_video")}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
                 class_path="emo_lightning.data.PredictDataModule")
     return to_lightning_cli({**cfg, "model": hparams, "data": data})

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from emo_lightning.components.face_locator.landmark_map import LandmarkTrack, landmark_maps
 from emo_lightning.data import FaceIdentity, SyntheticTalkingFaces, render_face
+from emo_lightning.data.synthetic import LANDMARK_REGIONS
 from emo_lightning.evaluation.metrics import boundary_ratio, identity_color_error, measure_mouth_series, pearson
 
 
@@ -42,8 +44,11 @@ def _clips(module: Any, example: HeldOutExample, waveform: np.ndarray, seed: int
     wave = torch.from_numpy(waveform)[None].float().to(module.device)
     generator = torch.Generator(module.device).manual_seed(seed)
     speed = float(np.median(example.clip["speed"]))
+    size = example.portrait.shape[:2]
+    maps = landmark_maps(LandmarkTrack(example.clip["landmarks"], LANDMARK_REGIONS),
+                         module.model.face_locator.landmark_style, *size)  # the clip's own head motion
     for clip in module.sampler().generate(image, wave, len(example.clip["frames"]), mask, speed=speed,
-                                          generator=generator):
+                                          generator=generator, landmark_maps=maps):
         yield ((clip[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
 
 

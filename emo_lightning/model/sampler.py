@@ -16,6 +16,7 @@ from diffusers import SchedulerMixin
 from einops import rearrange
 from torch import Tensor
 
+from emo_lightning.components.face_locator.landmark_map import LandmarkMaps
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO, Conditions
 
@@ -59,10 +60,12 @@ class ClipSampler:
     @torch.no_grad()
     def generate(self, reference: Tensor, waveform: Tensor, total_frames: int, mask: Tensor,
                  speed: float = 1.0, generator: torch.Generator | None = None,
-                 on_step: Callable[[Progress], None] | None = None) -> Iterator[Tensor]:
+                 on_step: Callable[[Progress], None] | None = None,
+                 landmark_maps: LandmarkMaps | None = None) -> Iterator[Tensor]:
         """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] for ``reference`` (B, 3, H, W) and ``waveform`` (B, S)
-        until ``total_frames`` frames are out. ``mask`` (B, 1, H, W) is the face region; ``on_step`` is
-        called after every denoising step."""
+        until ``total_frames`` frames are out. ``mask`` (B, 1, H, W) is the face region; ``landmark_maps`` the
+        face's landmarks per frame, for a face locator that draws them; ``on_step`` is called after every
+        denoising step."""
         model, b = self.model, reference.shape[0]
         branches = self.guidance.branches()
         if not self.use_audio:
@@ -71,14 +74,13 @@ class ClipSampler:
         features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
         rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
         reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
-        face = model.face_locator(mask).repeat(len(branches), 1, 1, 1)
         audio = encode_audio(model.audio_encoder, waveform, total_frames) if self.use_audio else None
         clips = math.ceil(total_frames / self.num_frames)
 
         motion_latents = None
         for start in range(0, total_frames, self.num_frames):
             n = min(self.num_frames, total_frames - start)
-            conditions = Conditions(reference_features, face)
+            conditions = Conditions(reference_features, self._face(mask, landmark_maps, start, n, len(branches)))
             if self.temporal:
                 conditions.motion = self._motion(motion_latents, ref_latents, len(branches))
             if audio is not None:
@@ -98,6 +100,21 @@ class ClipSampler:
             motion_latents = motion_latents[:, :, -self.motion_frames:]
             frames = model.vae.decode(rearrange(latents, "b c f h w -> (b f) c h w"))
             yield rearrange(frames, "(b f) c h w -> b c f h w", b=b).clamp(-1, 1)
+
+    def _face(self, mask: Tensor, landmark_maps: LandmarkMaps | None, start: int, count: int, copies: int
+              ) -> Tensor:
+        """The face locator's residual for frames ``start … start + count - 1``, repeated for the guidance
+        branches."""
+        locator = self.model.face_locator
+        if landmark_maps is None:
+            if locator.landmark_style is not None:
+                raise ValueError(f"this model's face locator ({type(locator).__name__}) draws facial landmarks: "
+                                 "give the face's landmarks (emo predict takes them from the portrait, or from a "
+                                 "driving video with pose_video=<video>)")
+            return locator(mask).repeat(copies, 1, 1, 1)
+        maps = landmark_maps(start, count).to(mask)
+        face = locator(mask, maps.expand(mask.shape[0], -1, -1, -1, -1))
+        return face.repeat(copies, *[1] * (face.ndim - 1))
 
     def _motion(self, motion_latents: Tensor | None, ref_latents: Tensor, copies: int) -> dict[str, Tensor]:
         if motion_latents is None:  # first clip: zero motion features, as in training's motion dropout

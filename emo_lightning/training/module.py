@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from emo_lightning import registry
+from emo_lightning.components.face_locator.landmark_map import LandmarkTrack, landmark_maps
 from emo_lightning.model import EMO, Conditions
 from emo_lightning.model.sampler import ClipSampler, Guidance, Progress
 from emo_lightning.training.checkpoint import (
@@ -184,7 +185,7 @@ class EMOLightningModule(pl.LightningModule):
             ref_latents = self._latents(batch, "reference")
         keep_ref = self._keep("reference", draws, training)
         conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
-                                face=model.face_locator(batch["mask"]))
+                                face=model.face_locator(batch["mask"], self._landmark_map(batch)))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
             with torch.no_grad():
@@ -196,6 +197,17 @@ class EMOLightningModule(pl.LightningModule):
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])
         return conditions
+
+    def _landmark_map(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """``batch["landmark_map"]`` (B, 1, F, H, W) for a face locator that draws landmarks, else None."""
+        if self.model.face_locator.landmark_style is None:
+            return None
+        if "landmark_map" not in batch:
+            raise ValueError(f"face locator {self.hparams.face_locator['name']!r} needs a `landmark_map` in every "
+                             "batch, and this data gives none: train on data with landmarks (data=synthetic, or "
+                             "data=preprocessed from `emo preprocess landmarks=mediapipe_mesh`, the default) with "
+                             "the model attached to the data module, or choose model/face_locator=conv")
+        return batch["landmark_map"]
 
     def diffusion_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
         with torch.no_grad():
@@ -323,10 +335,13 @@ class EMOLightningModule(pl.LightningModule):
     def generate_video(self, image: Tensor, waveform: Tensor, mask: Tensor, output: str | Path,
                        seed: int | None = 0, steps: int | None = None, guidance_reference: float | None = None,
                        guidance_audio: float | None = None, speed: float | None = None, sampler: str | None = None,
-                       fps: float | None = None, progress: Callable[[Progress], None] | None = None) -> str:
+                       fps: float | None = None, progress: Callable[[Progress], None] | None = None,
+                       landmarks: LandmarkTrack | Tensor | None = None) -> str:
         """Write an H.264 MP4 (input audio muxed in) for ``image`` (1, 3, H, W) in [-1, 1], ``waveform``
         (S,) at the audio encoder's rate and face ``mask`` (1, 1, H, W), streaming clip by clip.
-        None takes the model's default; ``sampler`` names a scheduler; ``progress`` is called every step."""
+        None takes the model's default; ``sampler`` names a scheduler; ``progress`` is called every step.
+        ``landmarks``: the face's landmarks per frame (a track of points, or maps (1, 1, F, H, W)), which a face
+        locator that draws them needs (see :mod:`emo_lightning.data.face_landmarks`)."""
         from emo_lightning.media import Mp4Writer
 
         hp, rate = self.hparams, self.model.audio_encoder.sample_rate
@@ -344,7 +359,8 @@ class EMOLightningModule(pl.LightningModule):
         generator = torch.Generator(self.device).manual_seed(0 if seed is None else int(seed))
         clips = self.sampler(steps, guidance, sampler).generate(
             image.to(self.device), waveform.reshape(1, -1).to(self.device), total, mask.to(self.device),
-            speed=hp.speed if speed is None else speed, generator=generator, on_step=progress)
+            speed=hp.speed if speed is None else speed, generator=generator, on_step=progress,
+            landmark_maps=landmark_maps(landmarks, self.model.face_locator.landmark_style, *image.shape[-2:]))
         with Mp4Writer(output, fps=fps, width=image.shape[-1], height=image.shape[-2],
                        audio=waveform.float().cpu().numpy(), sample_rate=rate) as writer:
             for clip in clips:

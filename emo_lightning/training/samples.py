@@ -98,7 +98,9 @@ class ValidationSamples(pl.Callback):
             item = dataset[index]
             path = folder / f"validation_{index}.mp4"
             audio = item["audio"] if "audio" in item else torch.zeros(round(rate / hp.fps))
-            pl_module.generate_video(item["reference"][None], audio, item["mask"][None], path, seed=self.seed)
+            maps = item["landmark_map"][None] if "landmark_map" in item else None
+            pl_module.generate_video(item["reference"][None], audio, item["mask"][None], path, seed=self.seed,
+                                     landmarks=maps)
             frames, _ = read_video(path)
             samples.append(GeneratedSample(path.stem, frames, _uint8(item["reference"]), audio.numpy(), rate,
                                            hp.fps, _uint8(item["frames"])))
