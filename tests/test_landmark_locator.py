@@ -14,12 +14,14 @@ from conftest import tiny_batch, tiny_module
 from PIL import Image
 
 from emo_lightning.cli import main
-from emo_lightning.components.face_locator.landmark_map import LandmarkMap
-from emo_lightning.data.face_landmarks import onto_portrait
+from emo_lightning.components.face_locator.landmark_map import LandmarkMap, LandmarkTrack, landmark_maps
+from emo_lightning.data.face_landmarks import job_landmarks, onto_portrait
+from emo_lightning.data.portrait import load_portrait
 from emo_lightning.data.preprocessed import PreprocessedDataModule
 from emo_lightning.data.synthetic import LANDMARK_REGIONS, FaceIdentity, face_landmarks, render_faces
 from emo_lightning.media import Mp4Writer, load_audio, probe_video, read_video
 from emo_lightning.model import Conditions
+from emo_lightning.model.sampler import Guidance
 from emo_lightning.preprocess import Settings
 from emo_lightning.preprocess.runner import run
 
@@ -130,6 +132,32 @@ def test_locator_gives_a_residual_per_frame_and_the_model_adds_it_to_the_latent_
     torch.testing.assert_close(model.denoise(noisy, t, Conditions(reference, face=six), temporal=False), per_frame)
 
 
+def test_generation_follows_the_landmark_track_and_needs_one(landmark_module):
+    module = copy.deepcopy(landmark_module).eval()
+    torch.manual_seed(0)
+    for p in module.model.face_locator.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    sampler = module.sampler(steps=1, guidance=Guidance(1.0, 1.0))
+    identity = FaceIdentity.sample(np.random.default_rng(1))
+    poses = np.array([[0, 0, 0]] * 4 + [[25, 10, 10]] * 4, np.float32)
+    points = face_landmarks(identity, np.zeros(8, np.float32), poses, 32)
+    style = module.model.face_locator.landmark_style
+    inputs = (torch.zeros(1, 3, 32, 32), torch.randn(1, 5120) * 0.1, 8, torch.ones(1, 1, 32, 32))
+
+    def generate(track: LandmarkTrack) -> torch.Tensor:
+        maps = landmark_maps(track, style, 32, 32)
+        return torch.cat(list(sampler.generate(*inputs, generator=torch.Generator().manual_seed(0),
+                                               landmark_maps=maps)), 2)
+
+    still = generate(LandmarkTrack(points[:1], LANDMARK_REGIONS))
+    moving = generate(LandmarkTrack(points, LANDMARK_REGIONS))
+    assert still.shape == moving.shape == (1, 3, 8, 32, 32)
+    assert torch.equal(still[:, :, :4], moving[:, :, :4])  # the same landmarks in the first 4 frames
+    assert (still[:, :, 4:] - moving[:, :, 4:]).abs().mean() > 1e-3  # the head turns in the last 4
+    with pytest.raises(ValueError, match="draws facial landmarks.*pose_video"):
+        next(sampler.generate(*inputs))
+
+
 def test_training_needs_landmark_maps_and_says_where_to_get_them(landmark_module):
     module = landmark_module
     batch = tiny_batch()
@@ -204,3 +232,16 @@ def test_predict_with_the_landmark_locator_from_the_portrait_or_a_driving_video(
     info = probe_video(output)
     seconds = len(load_audio(audio)) / 16000
     assert info["video_codec"] == "h264" and info["num_frames"] == round(seconds * 5)
+
+    count = info["num_frames"]
+    pose_video = sample("hdtf_clip.mp4") if driven else None
+    track = job_landmarks(root / "portrait.png", 32, "mediapipe", "mediapipe_mesh", pose_video, 5.0, count)
+    _, mask = load_portrait(root / "portrait.png", 32, "mediapipe")
+    ys, xs = np.nonzero(mask[0].numpy())
+    eyes = track.points[:, np.r_[track.regions["left_eye"], track.regions["right_eye"]]]
+    assert len(track.points) == (count if driven else 1)
+    inside = (eyes[..., 0] > xs.min()) & (eyes[..., 0] < xs.max() + 1) & (eyes[..., 1] > ys.min()) & (
+        eyes[..., 1] < ys.max() + 1)
+    assert inside.mean() > 0.95  # the eyes in the portrait crop's face box, every frame
+    if driven:  # the driving head moves
+        assert np.ptp(eyes.mean(1), axis=0).max() > 0.5

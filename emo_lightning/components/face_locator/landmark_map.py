@@ -71,13 +71,15 @@ LandmarkMaps = Callable[[int, int], Tensor]
 """``(start, count) → (B, 1, count, H, W)``: the landmark maps of a video's frames ``start … start + count - 1``."""
 
 
-@dataclass(frozen=True)
 class LandmarkTrack:
     """The landmark points a generated video follows, one row per video frame (a single row: the same face in every
-    frame, e.g. the still portrait's), in pixels of the generated frames, with their model's named regions."""
+    frame, e.g. the still portrait's), in pixels of the generated frames, with their model's named regions.
 
-    points: np.ndarray  # (T, P, 2)
-    regions: Mapping[str, ArrayLike]
+    A plain class, not a dataclass: Lightning's batch transfer would take a dataclass apart.
+    """
+
+    def __init__(self, points: np.ndarray, regions: Mapping[str, ArrayLike]):
+        self.points, self.regions = np.asarray(points, np.float32), regions  # points (T, P, 2)
 
     def frames(self, start: int, count: int) -> np.ndarray:
         """Points of frames ``start … start + count - 1`` (the last row holds past the end)."""
