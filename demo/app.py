@@ -19,6 +19,7 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
+from emo_lightning.data.face_landmarks import DEFAULT_LANDMARKS, job_landmarks
 from emo_lightning.data.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
@@ -87,6 +88,9 @@ class Generator:
                 raise gr.Error(f"The audio is {len(waveform) / rate:.1f} s long; this demo takes up to "
                                f"{self.max_audio_seconds:g} s.")
             image, mask = load_portrait(portrait, module.hparams.resolution, face_detector)
+            landmarks = None  # a face locator that draws landmarks follows the portrait's
+            if module.model.face_locator.landmark_style is not None:
+                landmarks = job_landmarks(portrait, module.hparams.resolution, face_detector, DEFAULT_LANDMARKS)
         except MediaError as err:
             raise gr.Error(_readable(err, portrait, audio)) from err
         output = self._new_output(f"{Path(portrait).stem}_talking.mp4")
@@ -97,7 +101,7 @@ class Generator:
         try:
             module.generate_video(image[None], torch.from_numpy(waveform), mask[None], output, seed=int(seed),
                                   steps=int(steps), sampler=sampler, guidance_reference=guidance_reference,
-                                  guidance_audio=guidance_audio, speed=speed, progress=report)
+                                  guidance_audio=guidance_audio, speed=speed, progress=report, landmarks=landmarks)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
