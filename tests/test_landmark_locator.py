@@ -245,3 +245,21 @@ def test_predict_with_the_landmark_locator_from_the_portrait_or_a_driving_video(
     assert inside.mean() > 0.95  # the eyes in the portrait crop's face box, every frame
     if driven:  # the driving head moves
         assert np.ptp(eyes.mean(1), axis=0).max() > 0.5
+
+
+@pytest.mark.slow
+def test_maps_of_two_landmark_models_agree_on_a_real_face(sample):
+    """dlib's 68 points and MediaPipe's 478 give the same drawing where both mark the face (MediaPipe's outline also
+    goes over the forehead, which dlib's jaw does not)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from emo_lightning import registry
+
+    frame = read_video(sample("hdtf_clip.mp4"))[0][0]
+    strokes = {}
+    for name in ("mediapipe_mesh", "dlib68"):
+        model = registry.build("landmarks", name)
+        strokes[name] = LandmarkMap().draw(model.detect(frame)[None], model.regions, 512, 512)[0] > 0.3
+    distance_to_mediapipe = distance_transform_edt(~strokes["mediapipe_mesh"])
+    assert strokes["dlib68"].sum() > 2000
+    assert distance_to_mediapipe[strokes["dlib68"]].mean() < 3  # pixels, at 512²
