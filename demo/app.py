@@ -199,7 +199,7 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                 video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
         checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in SLIDERS],
                           checkpoint, [steps, guidance_reference, guidance_audio, speed])
-        checkpoint.change(lambda label: notice(label, synthetic), checkpoint, about)
+        checkpoint.change(lambda label: notice(label, synthetic), checkpoint, about, api_name="notice")
         run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
                              speed, seed, face_detector], video, api_name="generate")
     return app

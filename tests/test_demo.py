@@ -116,9 +116,11 @@ def test_a_synthetic_checkpoint_offers_held_out_synthetic_examples_that_render(d
 
     from emo_lightning.pipeline.examples import synthetic_examples
 
-    page = json.dumps(Client(demo_url, verbose=False).config)
+    client = Client(demo_url, verbose=False)
+    page = json.dumps(client.config)
     assert "held_out_0.png" in page and "held_out_0.wav" in page
-    assert "trained on synthetic cartoon faces only" in page
+    assert "trained on synthetic cartoon faces only" in client.predict("tiny.ckpt", api_name="/notice")
+    assert client.predict("broken.ckpt", api_name="/notice") == ""
     example = synthetic_examples(tmp_path, resolution=32, fps=25.0, count=1)[0]  # the first example's files
     result = client_predict(demo_url, example.portrait, example.audio, detector="opencv_haar")
     info = probe_video(result["video"] if isinstance(result, dict) else result)
