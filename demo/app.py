@@ -19,6 +19,7 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
+from emo_lightning.data.face_landmarks import DEFAULT_LANDMARKS, job_landmarks
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.pipeline import GenerationSettings
 from emo_lightning.pipeline.examples import SYNTHETIC_ONLY, Example, image_key, synthetic_examples, trained_on_synthetic
@@ -111,6 +112,9 @@ class Generator:
                 raise gr.Error(f"The audio is {len(waveform) / rate:.1f} s long; this demo takes up to "
                                f"{self.max_audio_seconds:g} s.")
             image, mask = self._portrait(portrait, checkpoint, pipeline.layout.resolution, face_detector)
+            landmarks = None  # a face locator that draws landmarks follows the portrait's
+            if pipeline.model.face_locator.landmark_style is not None:
+                landmarks = job_landmarks(portrait, pipeline.layout.resolution, face_detector, DEFAULT_LANDMARKS)
         except MediaError as err:
             raise gr.Error(_readable(err, portrait, audio)) from err
         output = self._new_output(f"{Path(portrait).stem}_talking.mp4")
@@ -121,7 +125,7 @@ class Generator:
         try:
             pipeline.write_video(output, image, torch.from_numpy(waveform), mask, seed=int(seed), steps=int(steps),
                                  sampler=sampler, guidance_reference=guidance_reference,
-                                 guidance_audio=guidance_audio, speed=speed, on_step=report)
+                                 guidance_audio=guidance_audio, speed=speed, on_step=report, landmarks=landmarks)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)

@@ -25,7 +25,8 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
                       "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
-from emo_lightning.data.rates import audio_sample_rate
+from emo_lightning.components.face_locator.landmark_map import LandmarkMap
+from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
 
 
@@ -51,7 +52,9 @@ class PreprocessedClips(StreamingDataset):
     (the training step then skips the VAE). With ``use_audio_features`` and a data set that cached the audio
     encoder's frozen features, stages 2-3 also give ``audio_features`` (F, feature_dim) of the target frames (the
     training step then runs only the encoder's trainable part). They were computed over the whole segment's audio,
-    so each frame's features saw the segment around it rather than only the sample's frames.
+    so each frame's features saw the segment around it rather than only the sample's frames. With
+    ``landmark_style`` (set for a landmark face locator), every stage also gives ``landmark_map`` (1, F, H, W): the
+    target frames' stored landmarks drawn by it.
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
@@ -61,6 +64,7 @@ class PreprocessedClips(StreamingDataset):
         self.stage, self.resolution, self.seed, self.random_windows = stage, resolution, seed, random_windows
         self.num_frames, self.motion_frames, self.use_latents = num_frames, motion_frames, use_latents
         self.use_audio_features = use_audio_features
+        self.landmark_style: LandmarkMap | None = None
         self.metadata: dict[str, Any] = load_index_file(self.input_dir.path).get("emo") or {}
         if not self.metadata:
             raise ValueError(f"{path} is a LitData data set but not one written by `emo preprocess` (no 'emo' key "
@@ -80,7 +84,8 @@ class PreprocessedClips(StreamingDataset):
             frames = self._decode(item, [reference, target])
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
                       "mask": self._mask(item["boxes"][target:target + 1]),
-                      "lip_mask": self._lip_mask(item, slice(target, target + 1))}
+                      "lip_mask": self._lip_mask(item, slice(target, target + 1)),
+                      **self._landmark_map(item, slice(target, target + 1))}
             return {**sample, **self._latents(item, reference, [], [target]),
                     "sample_id": torch.tensor(self._sample_id(item))}
         n, f = self.motion_frames, self.num_frames
@@ -99,6 +104,7 @@ class PreprocessedClips(StreamingDataset):
             "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
             "mask": self._mask(item["boxes"][target]),
             "lip_mask": self._lip_mask(item, target),
+            **self._landmark_map(item, target),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
             **({"audio_features": torch.from_numpy(np.asarray(item["audio_features"][target], np.float32))}
@@ -144,6 +150,14 @@ class PreprocessedClips(StreamingDataset):
         else:
             masks = np.stack([boxes_to_mask(box[None], self.resolution) for box in mouth_boxes(boxes)])
         return torch.from_numpy(masks)[None]
+
+    def _landmark_map(self, item: dict[str, Any], frames: slice) -> dict[str, torch.Tensor]:
+        """``{"landmark_map": (1, F, H, W)}`` of the frames' stored landmarks, or nothing without ``landmark_style``."""
+        if self.landmark_style is None:
+            return {}
+        points = self._scaled(np.asarray(item["landmarks"][frames], np.float32))
+        maps = self.landmark_style.draw(points, self.metadata["landmarks"]["regions"], self.resolution, self.resolution)
+        return {"landmark_map": torch.from_numpy(maps)[None]}
 
     def _scaled(self, boxes: np.ndarray) -> np.ndarray:
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
@@ -253,6 +267,16 @@ class PreprocessedDataModule(pl.LightningDataModule):
                        "waveform instead")
         return False
 
+    def _landmark_style(self, metadata: dict[str, Any]) -> LandmarkMap | None:
+        """The model's landmark map style when its face locator takes landmarks; an error if the data has none."""
+        style = landmark_style(self)
+        if style is not None and not metadata.get("landmarks"):
+            raise ValueError(f"the model's face locator draws facial landmarks, but {self.hparams.path} was "
+                             "preprocessed without them (landmarks=none): run `emo preprocess` again with "
+                             "landmarks=mediapipe_mesh (the default) or landmarks=dlib68, or train with "
+                             "model/face_locator=conv")
+        return style
+
     def _eligible(self, metadata: dict[str, Any]) -> list[tuple[int, str]]:
         """``(item index, identity)`` of the items this stage can use."""
         needed = 2 if self.hparams.stage == 1 else self.hparams.motion_frames + self.hparams.num_frames
@@ -278,6 +302,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
                              f"{hp.motion_frames + hp.num_frames} frames)")
         train.use_latents = val.use_latents = self._latents_usable(meta)
         train.use_audio_features = val.use_audio_features = self._audio_features_usable(meta)
+        train.landmark_style = val.landmark_style = self._landmark_style(meta)
         held_out = split_identities([identity for _, identity in items], hp.val_fraction, hp.seed)
         self.train_set = train.subset([i for i, identity in items if identity not in held_out])
         self.val_set = val.subset([i for i, identity in items if identity in held_out]) if held_out else None

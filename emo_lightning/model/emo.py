@@ -29,7 +29,7 @@ class Conditions:
     """Everything the backbone is conditioned on, for a batch of B videos (or CFG branches)."""
 
     reference: dict[str, Tensor] | None  # attn1 name -> (B, L, C)
-    face: Tensor | None = None  # (B, C_lat, h, w), added to every frame's noisy latent
+    face: Tensor | None = None  # (B, C_lat, h, w) added to every frame's noisy latent, or (B, C_lat, F, h, w)
     motion: dict[str, Tensor] | None = None  # location -> (B, C, N, h, w)
     audio: Tensor | None = None  # (B, F, T, D)
     speed: Tensor | None = None  # (B, F, speed_dim)
@@ -138,7 +138,10 @@ class EMO(nn.Module):
         """Backbone prediction for ``(B, C, F, h, w)`` noisy latents at ``timesteps`` (B,)."""
         b, _, f = noisy.shape[:3]
         if conditions.face is not None:
-            noisy = noisy + conditions.face[:, :, None].to(noisy.dtype)
+            face = conditions.face if conditions.face.ndim == 5 else conditions.face[:, :, None]
+            if face.shape[2] not in (1, f):  # a residual per video frame, resampled to the latent frames
+                face = nn.functional.adaptive_avg_pool3d(face, (f, *face.shape[-2:]))
+            noisy = noisy + face.to(noisy.dtype)
         sample = rearrange(noisy, "b c f h w -> (b f) c h w")
         timesteps = timesteps.expand(b).repeat_interleave(f)
         if conditions.audio is not None:

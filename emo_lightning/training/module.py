@@ -187,7 +187,7 @@ class EMOLightningModule(pl.LightningModule):
             ref_latents = self._latents(batch, "reference")
         keep_ref = self._keep("reference", draws, training)
         conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
-                                face=model.face_locator(batch["mask"]))
+                                face=model.face_locator(batch["mask"], self._landmark_map(batch)))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
             with torch.no_grad():
@@ -199,6 +199,17 @@ class EMOLightningModule(pl.LightningModule):
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])
         return conditions
+
+    def _landmark_map(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """``batch["landmark_map"]`` (B, 1, F, H, W) for a face locator that draws landmarks, else None."""
+        if self.model.face_locator.landmark_style is None:
+            return None
+        if "landmark_map" not in batch:
+            raise ValueError(f"face locator {self.hparams.face_locator['name']!r} needs a `landmark_map` in every "
+                             "batch, and this data gives none: train on data with landmarks (data=synthetic, or "
+                             "data=preprocessed from `emo preprocess landmarks=mediapipe_mesh`, the default) with "
+                             "the model attached to the data module, or choose model/face_locator=conv")
+        return batch["landmark_map"]
 
     def diffusion_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
         with torch.no_grad():
