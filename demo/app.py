@@ -20,13 +20,16 @@ import torch
 
 from emo_lightning import registry
 from emo_lightning.data.face_landmarks import DEFAULT_LANDMARKS, job_landmarks
-from emo_lightning.data.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.media import MediaError, load_audio
+from emo_lightning.pipeline import GenerationSettings
+from emo_lightning.pipeline.examples import SYNTHETIC_ONLY, Example, image_key, synthetic_examples, trained_on_synthetic
+from emo_lightning.pipeline.loading import PipelineCache
+from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
-from emo_lightning.training.inference import ModelCache
 
 SAMPLERS = ["ddim", "dpmsolver++"]
-FALLBACK_DEFAULTS = {"num_inference_steps": 40, "guidance_reference": 1.0, "guidance_audio": 1.0, "speed": 1.0}
+SLIDERS = ("steps", "guidance_reference", "guidance_audio", "speed")
+"""The settings the checkpoint's own values preset."""
 
 
 def find_checkpoints(path: Path) -> dict[str, Path]:
@@ -49,21 +52,42 @@ def _label(path: Path, name: str) -> str:
     return f"{name} (LoRA adapter on {Path(hparams.get('init_from') or '?').name})" if hparams.get("lora") else name
 
 
-def model_defaults(path: Path) -> dict[str, float]:
-    """The sampling defaults a checkpoint was trained with (to preset the sliders)."""
+def model_defaults(path: Path) -> GenerationSettings:
+    """The generation settings a checkpoint was trained with (to preset the sliders)."""
     try:
         hparams = read_checkpoint(path).get("hyper_parameters") or {}
     except CheckpointError:
         hparams = {}  # the error shows when generating
-    return {key: hparams.get(key, value) for key, value in FALLBACK_DEFAULTS.items()}
+    return GenerationSettings.from_hparams(hparams)
+
+
+def synthetic_checkpoints(checkpoints: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Label → model hyper-parameters (with the data's ``seed``) of the checkpoints trained on synthetic faces."""
+    found = {}
+    for label, path in checkpoints.items():
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError:
+            continue  # the error shows when generating
+        if trained_on_synthetic(checkpoint):
+            data_seed = (checkpoint.get("datamodule_hyper_parameters") or {}).get("seed")
+            found[label] = {**(checkpoint.get("hyper_parameters") or {}), "seed": data_seed or 0}
+    return found
+
+
+def notice(label: str, synthetic: dict[str, dict[str, Any]]) -> str:
+    """What the page says about a checkpoint's inputs."""
+    return f"**{label}** {SYNTHETIC_ONLY}" if label in synthetic else ""
 
 
 class Generator:
     """The demo's one action: checks the inputs, loads the checkpoint (cached) and writes the video."""
 
-    def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path):
+    def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path,
+                 synthetic: dict[str, dict[str, Any]], examples: list[Example]):
         self.checkpoints, self.max_audio_seconds, self.output_dir = checkpoints, max_audio_seconds, output_dir
-        self.models = ModelCache(device="cuda" if torch.cuda.is_available() else "cpu")
+        self.synthetic, self.examples = synthetic, {image_key(e.portrait): e for e in examples}
+        self.pipelines = PipelineCache(device="cuda" if torch.cuda.is_available() else "cpu")
         self.last_output: Path | None = None
 
     def __call__(self, portrait: str | None, audio: str | None, checkpoint: str, steps: float, sampler: str,
@@ -77,20 +101,20 @@ class Generator:
             raise gr.Error(f"Unknown checkpoint {checkpoint!r}.")
         progress(0, desc="loading the checkpoint")
         try:
-            module = self.models.get(self.checkpoints[checkpoint])
+            pipeline = self.pipelines.get(self.checkpoints[checkpoint])
         except (CheckpointError, LookupError, OSError) as err:
             raise gr.Error(f"Cannot use checkpoint {checkpoint}: {err}") from err
-        rate = module.model.audio_encoder.sample_rate
+        rate = pipeline.sample_rate
         progress(0, desc="reading the portrait and the audio")
         try:
             waveform = load_audio(audio, rate)
             if len(waveform) > self.max_audio_seconds * rate:
                 raise gr.Error(f"The audio is {len(waveform) / rate:.1f} s long; this demo takes up to "
                                f"{self.max_audio_seconds:g} s.")
-            image, mask = load_portrait(portrait, module.hparams.resolution, face_detector)
+            image, mask = self._portrait(portrait, checkpoint, pipeline.layout.resolution, face_detector)
             landmarks = None  # a face locator that draws landmarks follows the portrait's
-            if module.model.face_locator.landmark_style is not None:
-                landmarks = job_landmarks(portrait, module.hparams.resolution, face_detector, DEFAULT_LANDMARKS)
+            if pipeline.model.face_locator.landmark_style is not None:
+                landmarks = job_landmarks(portrait, pipeline.layout.resolution, face_detector, DEFAULT_LANDMARKS)
         except MediaError as err:
             raise gr.Error(_readable(err, portrait, audio)) from err
         output = self._new_output(f"{Path(portrait).stem}_talking.mp4")
@@ -99,12 +123,22 @@ class Generator:
             progress((p.step, p.total), desc=f"clip {p.clip}/{p.clips}", unit="steps")
 
         try:
-            module.generate_video(image[None], torch.from_numpy(waveform), mask[None], output, seed=int(seed),
-                                  steps=int(steps), sampler=sampler, guidance_reference=guidance_reference,
-                                  guidance_audio=guidance_audio, speed=speed, progress=report, landmarks=landmarks)
+            pipeline.write_video(output, image, torch.from_numpy(waveform), mask, seed=int(seed), steps=int(steps),
+                                 sampler=sampler, guidance_reference=guidance_reference,
+                                 guidance_audio=guidance_audio, speed=speed, on_step=report, landmarks=landmarks)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
+
+    def _portrait(self, portrait: str, checkpoint: str, resolution: int, face_detector: str
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An example's own portrait and face mask (as the synthetic data draws them), else the upload's face."""
+        example = self.examples.get(image_key(portrait))
+        if example is not None and example.image.shape[-1] == resolution:
+            return example.image, example.mask
+        if checkpoint in self.synthetic:
+            gr.Warning(notice(checkpoint, self.synthetic))
+        return load_portrait(portrait, resolution, face_detector)
 
     def _new_output(self, name: str) -> Path:
         """A path in a new folder. The previous video is deleted: Gradio has copied it into its own cache by
@@ -124,7 +158,12 @@ def _readable(err: Exception, *uploads: str) -> str:
 
 
 def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path) -> gr.Blocks:
-    generate = Generator(checkpoints, max_audio_seconds, output_dir)
+    synthetic = synthetic_checkpoints(checkpoints)
+    examples = []
+    if synthetic:  # held-out synthetic faces at the first such checkpoint's resolution
+        hparams = next(iter(synthetic.values()))
+        examples = synthetic_examples(output_dir / "examples", hparams["resolution"], hparams["fps"], hparams["seed"])
+    generate = Generator(checkpoints, max_audio_seconds, output_dir, synthetic, examples)
     first = next(iter(checkpoints))
     defaults = model_defaults(checkpoints[first])
     detectors = [NO_DETECTOR, *(e.name for e in registry.entries("face_detector"))]
@@ -140,16 +179,20 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                                  label=f"Voice or song (up to {max_audio_seconds:g} s)")
                 checkpoint = gr.Dropdown(list(checkpoints), value=first, label="Checkpoint",
                                          interactive=len(checkpoints) > 1, elem_id="checkpoint")
+                about = gr.Markdown(notice(first, synthetic), elem_id="notice")
+                if examples:
+                    gr.Examples([[str(e.portrait), str(e.audio)] for e in examples], [portrait, audio],
+                                label="Held-out synthetic faces and speech (never seen in training)")
                 with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, elem_id="steps",
+                    steps = gr.Slider(1, 100, value=defaults.steps, step=1, elem_id="steps",
                                       label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
                     sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
-                    # up to 20: an under-trained model can need strong audio guidance (issue 5 measured up to 20)
-                    guidance_reference = gr.Slider(0, 20, value=defaults["guidance_reference"], step=0.1,
+                    # up to 20: an under-trained model can need strong audio guidance
+                    guidance_reference = gr.Slider(0, 20, value=defaults.guidance_reference, step=0.1,
                                                    label="Reference guidance")
-                    guidance_audio = gr.Slider(0, 20, value=defaults["guidance_audio"], step=0.1,
+                    guidance_audio = gr.Slider(0, 20, value=defaults.guidance_audio, step=0.1,
                                                label="Audio guidance")
-                    speed = gr.Slider(0, 2, value=defaults["speed"], step=0.05, label="Head-motion speed",
+                    speed = gr.Slider(0, 2, value=defaults.speed, step=0.05, label="Head-motion speed",
                                       info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")
                     seed = gr.Number(0, precision=0, label="Seed (same seed, same video)")
                     face_detector = gr.Dropdown(detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors
@@ -158,8 +201,9 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
-        checkpoint.change(lambda label: [model_defaults(checkpoints[label])[k] for k in FALLBACK_DEFAULTS],
+        checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in SLIDERS],
                           checkpoint, [steps, guidance_reference, guidance_audio, speed])
+        checkpoint.change(lambda label: notice(label, synthetic), checkpoint, about, api_name="notice")
         run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
                              speed, seed, face_detector], video, api_name="generate")
     return app

@@ -136,6 +136,7 @@ def test_config(overrides: list[str]) -> dict[str, Any]:
 
 def predict_config(overrides: list[str]) -> dict[str, Any]:
     """A LightningCLI ``predict`` config: the model from the checkpoint's own hyper-parameters."""
+    from emo_lightning.pipeline import CONTROLS
     from emo_lightning.training.checkpoint import model_hparams, read_checkpoint, with_adapter
 
     cfg = compose_config("predict", overrides)
@@ -147,11 +148,10 @@ def predict_config(overrides: list[str]) -> dict[str, Any]:
         # configured model with a ckpt_path's saved hyper-parameters, dropping the adapter
         hparams = with_adapter(model_hparams(read_checkpoint(base), base), lora, base)
         cfg["ckpt_path"] = None
-    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "seed", "steps",
-                                          "guidance_reference", "guidance_audio", "speed", "sampler", "fps",
-                                          "landmarks", "pose_video")}
+    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "landmarks",
+                                          "pose_video", *CONTROLS)}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
-                class_path="emo_lightning.data.PredictDataModule")
+                class_path="emo_lightning.pipeline.predict.PredictDataModule")
     return to_lightning_cli({**cfg, "model": hparams, "data": data})
 
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                 cfg = fit_config(rest, command)
             cli = run_lightning_cli({"subcommand": command, command: cfg})
             if command == "predict":
-                from emo_lightning.data.predict import report_jobs
+                from emo_lightning.pipeline.predict import report_jobs
 
                 report_jobs([r for batch in cli.trainer.predict_loop.predictions for r in batch])
     except SIGTERMException:

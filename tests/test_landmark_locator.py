@@ -14,14 +14,13 @@ from conftest import tiny_batch, tiny_module
 from PIL import Image
 
 from emo_lightning.cli import main
-from emo_lightning.components.face_locator.landmark_map import LandmarkMap, LandmarkTrack, landmark_maps
+from emo_lightning.components.face_locator.landmark_map import LandmarkMap, LandmarkTrack
 from emo_lightning.data.face_landmarks import job_landmarks, onto_portrait
-from emo_lightning.data.portrait import load_portrait
 from emo_lightning.data.preprocessed import PreprocessedDataModule
 from emo_lightning.data.synthetic import LANDMARK_REGIONS, FaceIdentity, face_landmarks, render_faces
 from emo_lightning.media import Mp4Writer, load_audio, probe_video, read_video
 from emo_lightning.model import Conditions
-from emo_lightning.model.sampler import Guidance
+from emo_lightning.pipeline.portrait import load_portrait
 from emo_lightning.preprocess import Settings
 from emo_lightning.preprocess.runner import run
 
@@ -137,17 +136,15 @@ def test_generation_follows_the_landmark_track_and_needs_one(landmark_module):
     torch.manual_seed(0)
     for p in module.model.face_locator.parameters():
         torch.nn.init.normal_(p, std=0.2)
-    sampler = module.sampler(steps=1, guidance=Guidance(1.0, 1.0))
+    pipeline = module.pipeline()
     identity = FaceIdentity.sample(np.random.default_rng(1))
     poses = np.array([[0, 0, 0]] * 4 + [[25, 10, 10]] * 4, np.float32)
     points = face_landmarks(identity, np.zeros(8, np.float32), poses, 32)
-    style = module.model.face_locator.landmark_style
-    inputs = (torch.zeros(1, 3, 32, 32), torch.randn(1, 5120) * 0.1, 8, torch.ones(1, 1, 32, 32))
+    inputs = (torch.zeros(1, 3, 32, 32), torch.randn(1, 5120) * 0.1, torch.ones(1, 1, 32, 32))
+    controls = {"num_frames": 8, "steps": 1, "guidance_reference": 1.0, "guidance_audio": 1.0, "seed": 0}
 
     def generate(track: LandmarkTrack) -> torch.Tensor:
-        maps = landmark_maps(track, style, 32, 32)
-        return torch.cat(list(sampler.generate(*inputs, generator=torch.Generator().manual_seed(0),
-                                               landmark_maps=maps)), 2)
+        return pipeline(*inputs, landmarks=track, **controls)
 
     still = generate(LandmarkTrack(points[:1], LANDMARK_REGIONS))
     moving = generate(LandmarkTrack(points, LANDMARK_REGIONS))
@@ -155,7 +152,7 @@ def test_generation_follows_the_landmark_track_and_needs_one(landmark_module):
     assert torch.equal(still[:, :, :4], moving[:, :, :4])  # the same landmarks in the first 4 frames
     assert (still[:, :, 4:] - moving[:, :, 4:]).abs().mean() > 1e-3  # the head turns in the last 4
     with pytest.raises(ValueError, match="draws facial landmarks.*pose_video"):
-        next(sampler.generate(*inputs))
+        next(pipeline.clips(*inputs, **controls))
 
 
 def test_training_needs_landmark_maps_and_says_where_to_get_them(landmark_module):

@@ -8,7 +8,6 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
-from emo_lightning.model.sampler import Guidance
 from emo_lightning.training.stages import STAGE_GROUPS, group_of
 
 
@@ -29,9 +28,9 @@ def count_reference_passes(model) -> dict[str, int]:
 def test_reference_features_are_computed_once_per_video():
     module = tiny_module().eval()
     counts = count_reference_passes(module.model)
-    sampler = module.sampler(steps=3, guidance=Guidance(reference=1.0, audio=2.0))
-    clips = list(sampler.generate(torch.zeros(1, 3, 32, 32), torch.randn(1, 16000) * 0.1, total_frames=20,
-                                  mask=torch.ones(1, 1, 32, 32)))
+    clips = list(module.pipeline().clips(torch.zeros(1, 3, 32, 32), torch.randn(1, 16000) * 0.1,
+                                         torch.ones(1, 1, 32, 32), num_frames=20, steps=3, guidance_reference=1.0,
+                                         guidance_audio=2.0))
     assert [c.shape[2] for c in clips] == [8, 8, 4]
     assert counts == {"reference": 1, "motion": 3, "backbone": 3 * 3}  # once; once per clip; every step
 
@@ -40,11 +39,9 @@ def test_sampling_is_deterministic_by_seed_and_varies_with_it():
     module = tiny_module().eval()
 
     def video(seed):
-        gen = torch.Generator().manual_seed(seed)
-        clips = module.sampler(steps=2).generate(torch.zeros(1, 3, 32, 32), torch.randn(1, 8000,
-                                                 generator=torch.Generator().manual_seed(9)), 12,
-                                                 torch.ones(1, 1, 32, 32), generator=gen)
-        return torch.cat(list(clips), dim=2)
+        audio = torch.randn(1, 8000, generator=torch.Generator().manual_seed(9))
+        return module.pipeline()(torch.zeros(1, 3, 32, 32), audio, torch.ones(1, 1, 32, 32), num_frames=12, steps=2,
+                                 seed=seed)
 
     first, again, other = video(1), video(1), video(2)
     assert first.shape == (1, 3, 12, 32, 32)

@@ -364,7 +364,7 @@ class PoseEstimator(ABC):
 
     ``speed(frames uint8 (F, H, W, 3) RGB, boxes float32 (F, 4) x0, y0, x1, y1 pixels) -> float32 (F,)``: the
     head's rotation between consecutive frames in degrees per frame (≥ 0), the speed encoder's input. Frame 0
-    has no predecessor and copies frame 1 (as :func:`emo_lightning.data.synthetic.head_speed` does).
+    has no predecessor and copies frame 1 (as :func:`emo_lightning.geometry.head_speed` does).
     """
 
     @abstractmethod

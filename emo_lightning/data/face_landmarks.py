@@ -17,8 +17,8 @@ import numpy as np
 
 from emo_lightning.components.base import FaceLandmarks
 from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
-from emo_lightning.data.portrait import NO_DETECTOR, DetectorSpec, face_detector
 from emo_lightning.media import MediaError, load_image, read_video
+from emo_lightning.pipeline.portrait import NO_DETECTOR, DetectorSpec, face_detector
 
 DEFAULT_LANDMARKS = "mediapipe_mesh"
 """The landmark model ``emo predict`` uses (``emo preprocess`` stores the same one by default)."""
@@ -47,9 +47,10 @@ def landmark_model(spec: LandmarksSpec) -> FaceLandmarks:
 def portrait_landmarks(path: str | Path, resolution: int, detector: DetectorSpec, model: FaceLandmarks
                        ) -> np.ndarray:
     """float32 (P, 2): the landmarks of the portrait at ``path``, in pixels of its ``resolution``² crop (the crop
-    :func:`~emo_lightning.data.portrait.load_portrait` makes with the same ``detector``). They are found on the
+    :func:`~emo_lightning.pipeline.portrait.load_portrait` makes with the same ``detector``). They are found on the
     full-size image, so that small crops still get them."""
-    from emo_lightning.preprocess.crop import points_in_crop, portrait_region
+    from emo_lightning.geometry import points_in_crop
+    from emo_lightning.preprocess.crop import portrait_region
 
     image = load_image(path)
     name = detector if isinstance(detector, str) else detector["name"]

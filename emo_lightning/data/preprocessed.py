@@ -27,43 +27,7 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
 
 from emo_lightning.components.face_locator.landmark_map import LandmarkMap
 from emo_lightning.data.rates import audio_sample_rate, landmark_style
-from emo_lightning.data.synthetic import boxes_to_mask
-
-# Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
-# enough for the head turns of talking-head video. The lip mask of a data set made without landmarks (and of a frame
-# whose lips were not found) is this region.
-MOUTH_IN_FACE_BOX = (0.2, 0.55, 0.8, 1.0)
-
-
-LIP_MARGIN = 0.15
-"""The landmark lip mask is the filled outer-lip contour grown on every side by this share of the mouth's width
-(corner to corner), so that the skin the lips move is weighted too."""
-
-
-def lip_masks(points: np.ndarray, lips_outer: np.ndarray, face_boxes: np.ndarray, resolution: int) -> np.ndarray:
-    """(F, H, W) float32 lip masks of ``resolution``² frames: each frame's outer-lip contour (``points`` (F, P, 2)
-    in pixels, ``lips_outer`` its indices, in order) filled and grown by ``LIP_MARGIN``; a frame whose lips were not
-    found (NaN) falls back to the mouth region of its face box (``mouth_boxes``)."""
-    fallback = mouth_boxes(face_boxes)
-    masks = np.zeros((len(points), resolution, resolution), np.uint8)
-    for mask, frame_points, box in zip(masks, np.asarray(points, np.float32), fallback, strict=True):
-        lips = frame_points[lips_outer]
-        if not np.isfinite(lips).all():
-            mask[:] = boxes_to_mask(box[None], resolution)
-            continue
-        contour = np.round(lips * 16).astype(np.int32)  # 4 fractional bits (shift=4): sub-pixel vertices
-        grow = max(1, round(LIP_MARGIN * float(np.ptp(lips[:, 0]))))
-        cv2.fillPoly(mask, [contour], 1, shift=4)
-        cv2.polylines(mask, [contour], True, 1, thickness=2 * grow + 1, shift=4)
-    return masks.astype(np.float32)
-
-
-def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:
-    """Face boxes (F, 4) x0, y0, x1, y1 → the mouth region of each (F, 4), by ``MOUTH_IN_FACE_BOX``."""
-    x0, y0, x1, y1 = np.asarray(face_boxes, np.float32).T
-    fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
-    width, height = x1 - x0, y1 - y0
-    return np.stack([x0 + fx0 * width, y0 + fy0 * height, x0 + fx1 * width, y0 + fy1 * height], -1)
+from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
 
 
 def _images(frames: np.ndarray) -> torch.Tensor:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from emo_lightning.geometry import boxes_to_mask, head_speed
+
 if TYPE_CHECKING:
     from emo_lightning.components.face_locator.landmark_map import LandmarkMap
 
@@ -130,31 +132,6 @@ def mouth_from_loudness(loudness: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ head pose
-
-
-def _rotations(pose: np.ndarray) -> np.ndarray:
-    """(F, 3) yaw/pitch/roll degrees -> (F, 3, 3) rotation matrices R = Ry(yaw) Rx(pitch) Rz(roll)."""
-    yaw, pitch, roll = np.deg2rad(pose).T
-    c, s, one, zero = np.cos, np.sin, np.ones_like(yaw), np.zeros_like(yaw)
-
-    def matrix(*entries: np.ndarray) -> np.ndarray:
-        return np.stack(entries, -1).reshape(-1, 3, 3)
-
-    ry = matrix(c(yaw), zero, s(yaw), zero, one, zero, -s(yaw), zero, c(yaw))
-    rx = matrix(one, zero, zero, zero, c(pitch), -s(pitch), zero, s(pitch), c(pitch))
-    rz = matrix(c(roll), -s(roll), zero, s(roll), c(roll), zero, zero, zero, one)
-    return ry @ rx @ rz
-
-
-def head_speed(pose: np.ndarray) -> np.ndarray:
-    """Angular speed in degrees per frame: the rotation angle between consecutive head orientations.
-    The first frame has no predecessor and copies the second."""
-    r = _rotations(pose)
-    cos = (np.einsum("fij,fij->f", r[:-1], r[1:]) - 1) / 2  # trace(R_t^T R_t+1) = 1 + 2 cos(angle)
-    speed = np.rad2deg(np.arccos(np.clip(cos, -1, 1)))
-    if len(speed) == 0:  # a single frame does not move
-        return np.zeros(len(pose), np.float32)
-    return np.concatenate([speed[:1], speed]).astype(np.float32)
 
 
 def head_motion(
@@ -346,14 +323,6 @@ def face_landmarks(identity: FaceIdentity, mouth_open: np.ndarray, pose: np.ndar
     u = np.cos(roll) * x - np.sin(roll) * y + hx[:, None]  # back from face-local to frame coordinates
     v = np.sin(roll) * x + np.cos(roll) * y + hy[:, None]
     return ((np.stack([u, v], -1) + 1) / 2 * resolution).astype(np.float32)
-
-
-def boxes_to_mask(boxes: np.ndarray, resolution: int) -> np.ndarray:
-    """Union of pixel boxes (F, 4) as a float32 (H, W) mask: 1 on every pixel a box touches."""
-    mask = np.zeros((resolution, resolution), np.float32)
-    for x0, y0, x1, y1 in boxes:
-        mask[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 1
-    return mask
 
 
 # -------------------------------------------------------------------------------------------- clips

@@ -114,7 +114,10 @@ class EMO(nn.Module):
         return like.new_zeros(batch, 1, self.backbone.config.cross_attention_dim)
 
     def reference_features(self, reference_latents: Tensor) -> dict[str, Tensor]:
-        """ReferenceNet pass over ``(B, C, h, w)`` latents → the tokens entering each attn1 layer."""
+        """ReferenceNet pass over ``(B, C, h, w)`` or ``(B, C, 1, h, w)`` latents → the tokens entering each attn1
+        layer."""
+        if reference_latents.ndim == 5:
+            reference_latents = reference_latents[:, :, 0]
         b = reference_latents.shape[0]
         timestep = torch.zeros(b, device=reference_latents.device, dtype=torch.long)
         with self.state.use(capture="reference", captured={}):

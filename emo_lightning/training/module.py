@@ -1,9 +1,8 @@
-"""The LightningModule: EMO assembled from the config, trained stage by stage, sampled clip by clip."""
+"""The LightningModule: EMO assembled from the config and trained stage by stage; generation is its pipeline's
+(:mod:`emo_lightning.pipeline`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,9 +15,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from emo_lightning import registry
-from emo_lightning.components.face_locator.landmark_map import LandmarkTrack, landmark_maps
 from emo_lightning.model import EMO, Conditions
-from emo_lightning.model.sampler import ClipSampler, Guidance, Progress
+from emo_lightning.pipeline import EMOPipeline, GenerationSettings
 from emo_lightning.training.checkpoint import (
     check_state_dict,
     generation_weights,
@@ -33,7 +31,7 @@ from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
                     "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
 LR_SCHEDULERS = [s.value for s in SchedulerType]
-SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}  # extra arguments when a sampler is chosen by name
+GENERATION = GenerationSettings()
 
 
 class EMOLightningModule(pl.LightningModule):
@@ -52,6 +50,10 @@ class EMOLightningModule(pl.LightningModule):
             (classifier-free guidance and first-clip training).
         lr_scheduler: a diffusers learning-rate schedule (``constant``, ``cosine``, ``linear``, …) over the
             run's ``trainer.max_steps``, after ``lr_warmup_steps`` of linear warm-up.
+        num_frames, motion_frames, fps, resolution: the clips it trains on (frames per clip, motion frames fed back,
+            frame rate, side in pixels).
+        num_inference_steps, guidance_reference, guidance_audio, speed, fps, sample_scheduler: the model's own
+            generation settings (:class:`~emo_lightning.pipeline.GenerationSettings`, whose defaults these are).
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
@@ -85,12 +87,12 @@ class EMOLightningModule(pl.LightningModule):
         lip_loss_weight: float = 1.0,
         num_frames: int = 12,
         motion_frames: int = 4,
-        fps: float = 25.0,
+        fps: float = GENERATION.fps,
         resolution: int = 512,
-        num_inference_steps: int = 40,
-        guidance_reference: float = 1.0,
-        guidance_audio: float = 1.0,
-        speed: float = 1.0,
+        num_inference_steps: int = GENERATION.steps,
+        guidance_reference: float = GENERATION.guidance_reference,
+        guidance_audio: float = GENERATION.guidance_audio,
+        speed: float = GENERATION.speed,
         gradient_checkpointing: bool = False,
         init_from: str | None = None,
         lora: dict[str, Any] | None = None,
@@ -305,64 +307,15 @@ class EMOLightningModule(pl.LightningModule):
                          subset=is_lora_key if adapter_only else lambda k: not is_lora_key(k))
 
     # ---- generation ---------------------------------------------------------------------------------
-    def sampler(self, steps: int | None = None, guidance: Guidance | None = None,
-                scheduler: str | None = None) -> ClipSampler:
-        """The clip sampler; ``scheduler`` names a registered scheduler (``ddim``, ``dpmsolver++``, …) to use
-        instead of the model's ``sample_scheduler``."""
-        hp = self.hparams
-        spec = hp.sample_scheduler or {"name": "ddim", **SAMPLER_DEFAULTS["ddim"]}
-        if scheduler and scheduler != spec["name"]:
-            spec = {"name": scheduler, **SAMPLER_DEFAULTS.get(scheduler, {})}
-        return ClipSampler(
-            self.model, self._scheduler(spec),
-            num_frames=hp.num_frames, motion_frames=hp.motion_frames, steps=steps or hp.num_inference_steps,
-            guidance=guidance or Guidance(hp.guidance_reference, hp.guidance_audio),
-            temporal=self.uses_video, use_audio=self.uses_video, use_speed=self.uses_speed)
+    def pipeline(self) -> EMOPipeline:
+        """The generation pipeline over this module's model, with the model's own settings (see
+        :class:`~emo_lightning.pipeline.EMOPipeline`)."""
+        return EMOPipeline.from_module(self)
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
-        """Generate every job of a batch (see :class:`emo_lightning.data.predict.GenerationJobs`); a failed
+        """Generate every job of a batch (see :class:`emo_lightning.pipeline.predict.GenerationJobs`); a failed
         job becomes a result with its ``error``, so the others still run."""
-        from emo_lightning.data.predict import run_job
+        from emo_lightning.pipeline.predict import run_job
 
-        return [run_job(self, job) for job in batch]
-
-    @property
-    def size_multiple(self) -> int:
-        """Generated images' sides must be multiples of this (the VAE's and the UNet's downsampling)."""
-        return self.model.vae.downsample * 2 ** (len(self.model.backbone.config.block_out_channels) - 1)
-
-    @torch.no_grad()
-    def generate_video(self, image: Tensor, waveform: Tensor, mask: Tensor, output: str | Path,
-                       seed: int | None = 0, steps: int | None = None, guidance_reference: float | None = None,
-                       guidance_audio: float | None = None, speed: float | None = None, sampler: str | None = None,
-                       fps: float | None = None, progress: Callable[[Progress], None] | None = None,
-                       landmarks: LandmarkTrack | Tensor | None = None) -> str:
-        """Write an H.264 MP4 (input audio muxed in) for ``image`` (1, 3, H, W) in [-1, 1], ``waveform``
-        (S,) at the audio encoder's rate and face ``mask`` (1, 1, H, W), streaming clip by clip.
-        None takes the model's default; ``sampler`` names a scheduler; ``progress`` is called every step.
-        ``landmarks``: the face's landmarks per frame (a track of points, or maps (1, 1, F, H, W)), which a face
-        locator that draws them needs (see :mod:`emo_lightning.data.face_landmarks`)."""
-        from emo_lightning.media import Mp4Writer
-
-        hp, rate = self.hparams, self.model.audio_encoder.sample_rate
-        fps = hp.fps if fps is None else fps
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        if image.shape[-1] % self.size_multiple or image.shape[-2] % self.size_multiple:
-            raise ValueError(f"this model generates sizes that are multiples of {self.size_multiple}, "
-                             f"not {image.shape[-1]}x{image.shape[-2]}: choose another resolution")
-        total = round(waveform.shape[-1] / rate * fps)
-        if total < 1:
-            raise ValueError(f"the audio for {output} is shorter than one video frame")
-        guidance = Guidance(hp.guidance_reference if guidance_reference is None else guidance_reference,
-                            hp.guidance_audio if guidance_audio is None else guidance_audio)
-        generator = torch.Generator(self.device).manual_seed(0 if seed is None else int(seed))
-        clips = self.sampler(steps, guidance, sampler).generate(
-            image.to(self.device), waveform.reshape(1, -1).to(self.device), total, mask.to(self.device),
-            speed=hp.speed if speed is None else speed, generator=generator, on_step=progress,
-            landmark_maps=landmark_maps(landmarks, self.model.face_locator.landmark_style, *image.shape[-2:]))
-        with Mp4Writer(output, fps=fps, width=image.shape[-1], height=image.shape[-2],
-                       audio=waveform.float().cpu().numpy(), sample_rate=rate) as writer:
-            for clip in clips:
-                writer.write(rearrange(clip[0], "c f h w -> f c h w").float().cpu())
-        return str(output)
+        pipeline = self.pipeline()
+        return [run_job(pipeline, job) for job in batch]
