@@ -33,6 +33,7 @@ PLUGIN_PATH_ENV = "EMO_PLUGIN_PATH"
 #: The component kinds and a one-line description each (used by ``emo plugins``).
 KINDS: dict[str, str] = {
     "unet": "backbone / ReferenceNet UNet (SD 1.5 structure)",
+    "backbone": "EMO's denoiser with its reference path (latents, timesteps, conditions -> prediction)",
     "vae": "image <-> latent codec",
     "audio_encoder": "waveform -> per-frame windowed audio tokens",
     "face_locator": "face-region mask -> latent-sized residual",

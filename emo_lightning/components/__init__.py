@@ -2,6 +2,7 @@
 
 from emo_lightning.components import (  # noqa: F401
     audio_encoder,
+    backbone,
     face_detector,
     face_embedder,
     face_locator,

@@ -538,6 +538,7 @@ INTERFACES: dict[str, type | _DiffusersContract] = {
     "unet": _DiffusersContract(UNet2DConditionModel, ("forward", "set_attn_processor")),
     "scheduler": _DiffusersContract(SchedulerMixin, ("add_noise", "step", "set_timesteps", "scale_model_input")),
     "vae": VAE,
+    "backbone": Backbone,
     "audio_encoder": AudioEncoder,
     "face_locator": FaceLocator,
     "temporal_block": TemporalBlock,
