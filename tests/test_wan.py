@@ -7,6 +7,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
+from emo_lightning import registry
 from emo_lightning.components.backbone.wan.attention import rotary_embedding
 from emo_lightning.components.backbone.wan.backbone import TINY_WAN, WanBackbone
 from emo_lightning.components.base import Conditions
@@ -15,18 +16,25 @@ from emo_lightning.components.vae.wan import TINY_WAN_VAE, WanVAE
 C = 12  # latent channels of the tiny backbone here (vae=pixel's)
 
 
+def temporal_block(channels: int, location: str) -> torch.nn.Module:
+    tiny = registry.entry("temporal_block", "animatediff").tiny_config()
+    return registry.build("temporal_block", "animatediff", **tiny, channels=channels, speed_dim=8, location=location)
+
+
 def backbone(**kwargs) -> WanBackbone:
     torch.manual_seed(0)
-    args = {"latent_channels": C, "temporal_downsample": 4, "speed_dim": 8, "config": TINY_WAN, **kwargs}
+    args = {"latent_channels": C, "temporal_downsample": 4, "speed_dim": 8, "temporal_block": temporal_block,
+            "config": TINY_WAN, **kwargs}
     return WanBackbone(**args)
 
 
 def randomise_added_paths(model: WanBackbone) -> None:
     """Give the zero-initialised audio, speed and prefix-type paths weights, so their effect shows."""
     with torch.no_grad():
-        for module in (*model.audio_attention, model.speed_embedding):
-            for param in module.parameters():
-                param.normal_(0, 0.3)
+        for module in (*model.audio_attention, *(model.temporal_blocks or []), model.speed_embedding):
+            for name, param in module.named_parameters():
+                if "norm" not in name:
+                    param.normal_(0, 0.3)
         model.reference_embedding.normal_()
         model.motion_embedding.normal_()
 
@@ -118,9 +126,9 @@ def test_rotary_positions_match_diffusers_and_extend_below_zero():
 
 
 def test_audio_reaches_only_the_latent_frame_that_covers_it():
-    """One block, so that self-attention cannot spread it further: video frame 5 is in latent frame 2 (frames 5-8
-    with 4x temporal compression), frame 0 alone in latent frame 0."""
-    model = backbone(config={**TINY_WAN, "num_layers": 1})
+    """One block and no temporal blocks, so that nothing spreads it further: video frame 5 is in latent frame 2
+    (frames 5-8 with 4x temporal compression), frame 0 alone in latent frame 0."""
+    model = backbone(config={**TINY_WAN, "num_layers": 1}, temporal_block=None)
     randomise_added_paths(model)
     latents, t = torch.randn(1, C, 3, 4, 4), torch.tensor([300])
     audio = torch.randn(1, 9, 1, model.audio_dim)
@@ -139,12 +147,13 @@ def test_clips_that_are_not_one_plus_four_k_frames_take_their_audio():
     for frames in (6, 9):  # 3 latent frames cover 6 to 9 video frames
         out = model.denoise(latents, t, Conditions(None, audio=torch.randn(1, frames, 2, model.audio_dim)))
         assert out.shape == latents.shape
-    with pytest.raises(ValueError, match="audio has 10 frames"):
+    with pytest.raises(ValueError, match="has 10 frames"):
         model.denoise(latents, t, Conditions(None, audio=torch.randn(1, 10, 2, model.audio_dim)))
 
 
 def test_prefixes_condition_the_clip_and_zeroed_ones_are_left_out():
-    model = backbone()
+    """Without temporal blocks (which see zeroed motion frames as zeros), a zeroed motion prefix is no prefix."""
+    model = backbone(temporal_block=None)
     randomise_added_paths(model)
     latents, t = torch.randn(2, C, 2, 4, 4), torch.tensor([300, 700])
     with torch.no_grad():
@@ -169,6 +178,18 @@ def test_image_stage_denoises_frames_as_independent_images():
         both = model.denoise(latents, t, Conditions(reference), temporal=False)
         second = model.denoise(latents[:, :, 1:], t, Conditions(reference), temporal=False)
     torch.testing.assert_close(both[:, :, 1:], second)
+
+
+def test_stage_groups_split_the_dit_from_the_added_layers():
+    model = backbone()
+    groups = model.parameter_groups()
+    assert groups["backbone"] == [model.transformer]
+    assert all(block in groups["temporal"] for block in model.temporal_blocks)
+    assert model.speed_embedding in groups["speed"]
+    assert all(block.speed_attn in groups["speed"] for block in model.temporal_blocks)
+    with torch.no_grad():
+        motion = model.motion_features(torch.randn(2, C, 3, 4, 4))
+    assert motion["hidden"].shape == (2, TINY_WAN["num_layers"], 3, 4, model.audio_dim)
 
 
 def test_gradient_checkpointing_keeps_the_gradients():
