@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from emo_lightning.config import compose_config
-from emo_lightning.model.sampler import ClipSampler, Guidance
+from emo_lightning.pipeline import EMOPipeline
 from emo_lightning.training import EMOLightningModule
 
 
@@ -46,54 +46,54 @@ def tiny_model() -> EMOLightningModule:
 
 def generation_run(seconds: float, steps: int) -> dict[str, Any]:
     """One video of ``seconds`` through the whole path (sampler, VAE decode, H.264/AAC streaming)."""
-    module = tiny_model()
+    pipeline = tiny_model().pipeline()
     image, mask = torch.rand(1, 3, 32, 32) * 2 - 1, torch.ones(1, 1, 32, 32)
-    rate = module.model.audio_encoder.sample_rate
+    rate = pipeline.sample_rate
     with tempfile.TemporaryDirectory() as folder:
-        module.generate_video(image, speech_like(1.0, rate), mask, Path(folder) / "warm.mp4", steps=steps)
+        pipeline.write_video(Path(folder) / "warm.mp4", image, speech_like(1.0, rate), mask, steps=steps)
         model_mb = peak_rss_mb()
         start = time.perf_counter()
-        module.generate_video(image, speech_like(seconds, rate), mask, Path(folder) / "out.mp4", steps=steps)
+        pipeline.write_video(Path(folder) / "out.mp4", image, speech_like(seconds, rate), mask, steps=steps)
         elapsed = time.perf_counter() - start
-    frames = round(seconds * module.hparams.fps)
+    frames = round(seconds * pipeline.settings.fps)
     return {"seconds": seconds, "frames": frames, "fps": frames / elapsed, "model_mb": model_mb,
             "peak_mb": peak_rss_mb()}
 
 
-class RecomputingSampler(ClipSampler):
-    """The sampler without its feature cache: ReferenceNet passes over the reference image and the motion
+class RecomputingPipeline(EMOPipeline):
+    """The pipeline without its feature cache: ReferenceNet passes over the reference image and the motion
     frames at every denoising step, as a naive implementation would run them (the output is the same)."""
 
-    def _motion(self, motion_latents: torch.Tensor | None, ref_latents: torch.Tensor, copies: int) -> dict:
-        self._motion_inputs = (motion_latents, ref_latents, copies)
-        return super()._motion(motion_latents, ref_latents, copies)
+    def _motion(self, history: torch.Tensor | None, ref_latents: torch.Tensor, copies: int) -> dict:
+        self._motion_inputs = (history, ref_latents, copies)
+        return super()._motion(history, ref_latents, copies)
 
-    def _denoise_clip(self, conditions, ref_latents, n, branches, generator, on_step):
+    def denoise_clip(self, conditions, ref_latents, latent_frames, branches, scheduler, steps, generator,
+                     on_step=lambda step: None):
         b = ref_latents.shape[0]
         rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
 
         def recompute_then_report(step: int) -> None:
             features = self.model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
             conditions.reference = {k: v[rows] for k, v in features.items()}
-            conditions.motion = super(RecomputingSampler, self)._motion(*self._motion_inputs)
+            conditions.motion = super(RecomputingPipeline, self)._motion(*self._motion_inputs)
             on_step(step)
 
-        return super()._denoise_clip(conditions, ref_latents, n, branches, generator, recompute_then_report)
+        return super().denoise_clip(conditions, ref_latents, latent_frames, branches, scheduler, steps, generator,
+                                    recompute_then_report)
 
 
 def cache_run(steps: int, seconds: float = 2.0) -> dict[str, Any]:
     """Seconds per video with features cached vs recomputed per step (same seed: the same frames)."""
-    module = tiny_model()
-    cached = module.sampler(steps=steps, guidance=Guidance(1.0, 2.0))
-    recomputing = RecomputingSampler(cached.model, cached.scheduler, cached.num_frames, cached.motion_frames,
-                                     steps, cached.guidance, cached.temporal, cached.use_audio, cached.use_speed)
-    waveform = speech_like(seconds, module.model.audio_encoder.sample_rate)[None]
-    frames = round(seconds * module.hparams.fps)
-    args = (torch.rand(1, 3, 32, 32) * 2 - 1, waveform, frames, torch.ones(1, 1, 32, 32))
+    cached = tiny_model().pipeline()
+    recomputing = RecomputingPipeline(cached.model, cached.scheduler, cached.layout, cached.settings,
+                                      cached.noise_schedule)
+    waveform = speech_like(seconds, cached.sample_rate)[None]
+    args = (torch.rand(1, 3, 32, 32) * 2 - 1, waveform, torch.ones(1, 1, 32, 32))
     result, videos = {}, []
-    for name, sampler in (("warm-up", cached), ("cached", cached), ("recomputed", recomputing)):
+    for name, pipeline in (("warm-up", cached), ("cached", cached), ("recomputed", recomputing)):
         start = time.perf_counter()
-        videos.append(torch.cat(list(sampler.generate(*args, generator=torch.Generator().manual_seed(0))), 2))
+        videos.append(pipeline(*args, steps=steps, guidance_reference=1.0, guidance_audio=2.0, seed=0))
         result[name] = time.perf_counter() - start
     result["same_frames"] = all(torch.allclose(videos[0], v, atol=1e-5) for v in videos[1:])
     return result

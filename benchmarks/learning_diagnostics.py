@@ -30,9 +30,8 @@ from torch.utils.data import default_collate
 
 from emo_lightning.data.synthetic import SyntheticTalkingFaces, render_faces
 from emo_lightning.model import Conditions
-from emo_lightning.model.sampler import Guidance
+from emo_lightning.pipeline.loading import load_module
 from emo_lightning.training import EMOLightningModule
-from emo_lightning.training.inference import load_module
 
 NOISE_LEVELS = (200, 400, 600, 800, 950)
 SAMPLING_STEPS = (2, 5, 10, 25)
@@ -88,11 +87,10 @@ def audio_share(data: SyntheticTalkingFaces, clips: int) -> float:
 def sampling_errors(module: EMOLightningModule, batch: dict[str, Tensor], conditions: Conditions) -> dict[int, float]:
     """One clip denoised by the sampler's own loop (no guidance), from the same noise for every step count."""
     target, truth = module._latents(batch, "frames"), rearrange(batch["frames"], "b c f h w -> (b f) c h w")
-    errors = {}
+    errors, pipeline = {}, module.pipeline()
     for steps in SAMPLING_STEPS:
-        sampler = module.sampler(steps=steps, guidance=Guidance(1.0, 1.0))
-        latents = sampler._denoise_clip(conditions, target[:, :, 0], target.shape[2], [(True, True, 1.0)],
-                                        torch.Generator().manual_seed(0), lambda step: None)
+        latents = pipeline.denoise_clip(conditions, target[:, :, :1], target.shape[2], [(True, True, 1.0)],
+                                        pipeline.scheduler, steps, torch.Generator().manual_seed(0))
         errors[steps] = float(((to_images(module, latents) - truth) ** 2).mean())
     return errors
 

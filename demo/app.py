@@ -19,13 +19,15 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
-from emo_lightning.data.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.media import MediaError, load_audio
+from emo_lightning.pipeline import GenerationSettings
+from emo_lightning.pipeline.loading import PipelineCache
+from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
-from emo_lightning.training.inference import ModelCache
 
 SAMPLERS = ["ddim", "dpmsolver++"]
-FALLBACK_DEFAULTS = {"num_inference_steps": 40, "guidance_reference": 1.0, "guidance_audio": 1.0, "speed": 1.0}
+SLIDERS = ("steps", "guidance_reference", "guidance_audio", "speed")
+"""The settings the checkpoint's own values preset."""
 
 
 def find_checkpoints(path: Path) -> dict[str, Path]:
@@ -48,13 +50,13 @@ def _label(path: Path, name: str) -> str:
     return f"{name} (LoRA adapter on {Path(hparams.get('init_from') or '?').name})" if hparams.get("lora") else name
 
 
-def model_defaults(path: Path) -> dict[str, float]:
-    """The sampling defaults a checkpoint was trained with (to preset the sliders)."""
+def model_defaults(path: Path) -> GenerationSettings:
+    """The generation settings a checkpoint was trained with (to preset the sliders)."""
     try:
         hparams = read_checkpoint(path).get("hyper_parameters") or {}
     except CheckpointError:
         hparams = {}  # the error shows when generating
-    return {key: hparams.get(key, value) for key, value in FALLBACK_DEFAULTS.items()}
+    return GenerationSettings.from_hparams(hparams)
 
 
 class Generator:
@@ -62,7 +64,7 @@ class Generator:
 
     def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path):
         self.checkpoints, self.max_audio_seconds, self.output_dir = checkpoints, max_audio_seconds, output_dir
-        self.models = ModelCache(device="cuda" if torch.cuda.is_available() else "cpu")
+        self.pipelines = PipelineCache(device="cuda" if torch.cuda.is_available() else "cpu")
         self.last_output: Path | None = None
 
     def __call__(self, portrait: str | None, audio: str | None, checkpoint: str, steps: float, sampler: str,
@@ -76,17 +78,17 @@ class Generator:
             raise gr.Error(f"Unknown checkpoint {checkpoint!r}.")
         progress(0, desc="loading the checkpoint")
         try:
-            module = self.models.get(self.checkpoints[checkpoint])
+            pipeline = self.pipelines.get(self.checkpoints[checkpoint])
         except (CheckpointError, LookupError, OSError) as err:
             raise gr.Error(f"Cannot use checkpoint {checkpoint}: {err}") from err
-        rate = module.model.audio_encoder.sample_rate
+        rate = pipeline.sample_rate
         progress(0, desc="reading the portrait and the audio")
         try:
             waveform = load_audio(audio, rate)
             if len(waveform) > self.max_audio_seconds * rate:
                 raise gr.Error(f"The audio is {len(waveform) / rate:.1f} s long; this demo takes up to "
                                f"{self.max_audio_seconds:g} s.")
-            image, mask = load_portrait(portrait, module.hparams.resolution, face_detector)
+            image, mask = load_portrait(portrait, pipeline.layout.resolution, face_detector)
         except MediaError as err:
             raise gr.Error(_readable(err, portrait, audio)) from err
         output = self._new_output(f"{Path(portrait).stem}_talking.mp4")
@@ -95,9 +97,9 @@ class Generator:
             progress((p.step, p.total), desc=f"clip {p.clip}/{p.clips}", unit="steps")
 
         try:
-            module.generate_video(image[None], torch.from_numpy(waveform), mask[None], output, seed=int(seed),
-                                  steps=int(steps), sampler=sampler, guidance_reference=guidance_reference,
-                                  guidance_audio=guidance_audio, speed=speed, progress=report)
+            pipeline.write_video(output, image, torch.from_numpy(waveform), mask, seed=int(seed), steps=int(steps),
+                                 sampler=sampler, guidance_reference=guidance_reference,
+                                 guidance_audio=guidance_audio, speed=speed, on_step=report)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
@@ -137,15 +139,15 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                 checkpoint = gr.Dropdown(list(checkpoints), value=first, label="Checkpoint",
                                          interactive=len(checkpoints) > 1, elem_id="checkpoint")
                 with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, 100, value=defaults["num_inference_steps"], step=1, elem_id="steps",
+                    steps = gr.Slider(1, 100, value=defaults.steps, step=1, elem_id="steps",
                                       label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
                     sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
-                    # up to 20: an under-trained model can need strong audio guidance (issue 5 measured up to 20)
-                    guidance_reference = gr.Slider(0, 20, value=defaults["guidance_reference"], step=0.1,
+                    # up to 20: an under-trained model can need strong audio guidance
+                    guidance_reference = gr.Slider(0, 20, value=defaults.guidance_reference, step=0.1,
                                                    label="Reference guidance")
-                    guidance_audio = gr.Slider(0, 20, value=defaults["guidance_audio"], step=0.1,
+                    guidance_audio = gr.Slider(0, 20, value=defaults.guidance_audio, step=0.1,
                                                label="Audio guidance")
-                    speed = gr.Slider(0, 2, value=defaults["speed"], step=0.05, label="Head-motion speed",
+                    speed = gr.Slider(0, 2, value=defaults.speed, step=0.05, label="Head-motion speed",
                                       info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")
                     seed = gr.Number(0, precision=0, label="Seed (same seed, same video)")
                     face_detector = gr.Dropdown(detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors
@@ -154,7 +156,7 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
-        checkpoint.change(lambda label: [model_defaults(checkpoints[label])[k] for k in FALLBACK_DEFAULTS],
+        checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in SLIDERS],
                           checkpoint, [steps, guidance_reference, guidance_audio, speed])
         run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
                              speed, seed, face_detector], video, api_name="generate")

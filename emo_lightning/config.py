@@ -14,7 +14,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from emo_lightning.pipeline.settings import DEFAULTS
+
 CONFIG_DIR_ENV = "EMO_CONFIG_DIR"
+
+# ``${generation:steps}`` in conf/: a default of the generation settings, defined once in code
+OmegaConf.register_new_resolver("generation", lambda key: getattr(DEFAULTS, key), replace=True)
 
 
 def config_dir() -> Path:

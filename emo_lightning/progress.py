@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from emo_lightning.model.sampler import Progress
+    from emo_lightning.pipeline import Progress
 
 
 class StepBar:
-    """Pass as ``progress=`` to :meth:`EMOLightningModule.generate_video`; the total is known at the first step."""
+    """Pass as ``on_step=`` to :meth:`EMOPipeline.write_video`; the total is known at the first step."""
 
     def __init__(self, desc: str):
         self.desc = desc

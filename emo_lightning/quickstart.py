@@ -50,13 +50,14 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
                         *_max_steps(video_steps)])
     module = run_lightning_cli({"subcommand": "fit", "fit": video}).model.eval()
+    pipeline = module.pipeline()
 
-    metrics, videos = evaluate(module, num_videos=num_videos, seconds=seconds)
-    first = videos[0]
-    with Mp4Writer(out / "sample.mp4", fps=module.hparams.fps, width=first["frames"].shape[2],
-                   height=first["frames"].shape[1], audio=first["example"].clip["audio"]) as writer:
+    metrics, videos = evaluate(pipeline, num_videos=num_videos, seconds=seconds)
+    first, fps = videos[0], pipeline.settings.fps
+    with Mp4Writer(out / "sample.mp4", fps=fps, width=first["frames"].shape[2], height=first["frames"].shape[1],
+                   audio=first["example"].clip["audio"], sample_rate=pipeline.sample_rate) as writer:
         writer.write(first["frames"])
-    plot_sync(first["series"], module.hparams.fps, metrics, out / "sync.png")
+    plot_sync(first["series"], fps, metrics, out / "sync.png")
     metrics["minutes"] = (time.perf_counter() - start) / 60
     metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(module.global_step)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

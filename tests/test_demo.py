@@ -109,16 +109,16 @@ def test_friendly_errors(demo_url, media, case, message):
 
 
 def test_checkpoints_load_without_a_trainer_and_stay_cached(tiny_checkpoint, tmp_path):
+    from emo_lightning.pipeline.loading import PipelineCache
     from emo_lightning.training.checkpoint import CheckpointError
-    from emo_lightning.training.inference import ModelCache
 
     copy = tmp_path / "copy.ckpt"
     copy.write_bytes(tiny_checkpoint.read_bytes())
-    cache = ModelCache()
-    module = cache.get(copy)
-    assert cache.get(copy) is module and not module.training
+    cache = PipelineCache()
+    pipeline = cache.get(copy)
+    assert cache.get(copy) is pipeline and not pipeline.model.training
     os.utime(copy, ns=(0, copy.stat().st_mtime_ns + 10**9))  # the file was rewritten: load it again
-    assert cache.get(copy) is not module
+    assert cache.get(copy) is not pipeline
     copy.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="copy.ckpt is not a readable PyTorch checkpoint"):
         cache.get(copy)

@@ -11,11 +11,11 @@ import torch
 from conftest import tiny_module
 
 from emo_lightning.data import SyntheticDataModule
+from emo_lightning.pipeline.loading import load_module
 from emo_lightning.training.callbacks import LastCheckpoint
 from emo_lightning.training.checkpoint import read_checkpoint
 from emo_lightning.training.checkpoint_io import atomic_torch_save
 from emo_lightning.training.ema import EMA
-from emo_lightning.training.inference import load_module
 
 DECAY = 0.5
 
@@ -91,3 +91,25 @@ def test_resume_continues_the_average(run, tmp_path):
     for name, average in after["ema"]["state_dict"].items():
         expected = DECAY * before["ema"]["state_dict"][name] + (1 - DECAY) * after["state_dict"][name]
         torch.testing.assert_close(average, expected)
+
+
+def test_warmup_averages_recent_weights_early_and_reaches_the_decay():
+    class Stub(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    module, ema = Stub(), EMA(decay=0.99, warmup=True)
+    ema.on_fit_start(None, module)
+    trainer = type("T", (), {"global_step": 0})()
+    for step in range(1, 3001):  # the weight jumps to 1 after the first update
+        trainer.global_step = step
+        with torch.no_grad():
+            module.weight.fill_(0.0 if step == 1 else 1.0)
+        ema.on_train_batch_end(trainer, module, None, None, step)
+        if step == 20:
+            # (1+n)/(10+n) ≤ 0.68 over these updates: the start's share is already below 0.01 (plain 0.99: 0.83)
+            assert ema.shadow["weight"].item() > 0.99
+    assert ema.current_decay() == 0.99
+    plain = EMA(decay=0.99)
+    assert plain.current_decay() == 0.99

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emo_lightning.data.jobs import JobFileError, read_jobs
+from emo_lightning.pipeline.job_files import JobFileError, read_jobs
 
 
 def test_csv_rows_take_defaults_for_empty_cells_and_paths_relative_to_the_file(tmp_path):

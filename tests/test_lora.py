@@ -9,8 +9,8 @@ import torch
 from conftest import tiny_module
 
 from emo_lightning.data import SyntheticDataModule
+from emo_lightning.pipeline.loading import load_module
 from emo_lightning.training.checkpoint import read_checkpoint
-from emo_lightning.training.inference import load_module
 from emo_lightning.training.lora import base_keys_to_wrapped, is_lora_key
 
 LORA = "model.lora={targets: [backbone, audio, temporal], rank: 1}"
@@ -50,8 +50,7 @@ def test_the_adapter_checkpoint_is_under_5_percent_of_a_full_one(tiny_checkpoint
 def frames(module) -> torch.Tensor:
     torch.manual_seed(0)
     image, mask, audio = torch.rand(1, 3, 32, 32) * 2 - 1, torch.ones(1, 1, 32, 32), torch.randn(1, 8000) * 0.1
-    clips = module.sampler(steps=1).generate(image, audio, 12, mask, generator=torch.Generator().manual_seed(0))
-    return torch.cat(list(clips), dim=2)
+    return module.pipeline()(image, audio, mask, num_frames=12, steps=1, seed=0)
 
 
 def test_generation_with_the_adapter_differs_from_the_base_and_an_adapter_alone_finds_its_base(tiny_checkpoint,

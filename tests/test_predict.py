@@ -16,9 +16,8 @@ from conftest import REPO, tiny_module
 from PIL import Image
 
 from emo_lightning.cli import main
-from emo_lightning.data.portrait import load_portrait
 from emo_lightning.media import MediaError, probe_video, read_video
-from emo_lightning.model.sampler import Guidance
+from emo_lightning.pipeline.portrait import load_portrait
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +95,9 @@ def test_a_portrait_without_a_face_is_an_error_naming_the_file(tmp_path):
 def test_progress_is_reported_after_every_denoising_step():
     module = tiny_module().eval()
     reports = []
-    clips = module.sampler(steps=2, guidance=Guidance(1.0, 1.0)).generate(
-        torch.zeros(1, 3, 32, 32), torch.randn(1, 8000) * 0.1, 12, torch.ones(1, 1, 32, 32), on_step=reports.append)
+    clips = module.pipeline().clips(torch.zeros(1, 3, 32, 32), torch.randn(1, 8000) * 0.1, torch.ones(1, 1, 32, 32),
+                                    num_frames=12, on_step=reports.append, steps=2, guidance_reference=1.0,
+                                    guidance_audio=1.0)
     assert [c.shape[2] for c in clips] == [8, 4]
     assert [(r.step, r.clip) for r in reports] == [(1, 1), (2, 1), (3, 2), (4, 2)]
     assert {(r.total, r.clips) for r in reports} == {(4, 2)}

@@ -13,7 +13,6 @@ from emo_lightning.components import (  # noqa: F401
     speed_encoder,
     sync_model,
     temporal_block,
-    unet,
     vae,
     video_features,
 )

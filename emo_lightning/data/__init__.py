@@ -1,7 +1,7 @@
-"""Synthetic talking-face data: a procedural generator and its LightningDataModule."""
+"""Training data: procedural synthetic talking faces and their LightningDataModule (preprocessed real video:
+:mod:`emo_lightning.data.preprocessed`)."""
 
 from emo_lightning.data.datamodule import SyntheticDataModule
-from emo_lightning.data.predict import PredictDataModule
 from emo_lightning.data.synthetic import (
     FaceIdentity,
     SyntheticTalkingFaces,
@@ -21,7 +21,6 @@ from emo_lightning.data.synthetic import (
 __all__ = [
     "FaceIdentity",
     "SyntheticDataModule",
-    "PredictDataModule",
     "SyntheticTalkingFaces",
     "boxes_to_mask",
     "face_boxes",

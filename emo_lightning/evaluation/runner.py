@@ -3,7 +3,6 @@ measured by the same code), identity colour and clip-boundary smoothness."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 
 from emo_lightning.data import FaceIdentity, SyntheticTalkingFaces, render_face
 from emo_lightning.evaluation.metrics import boundary_ratio, identity_color_error, measure_mouth_series, pearson
+from emo_lightning.pipeline import EMOPipeline
 
 
 @dataclass
@@ -24,44 +24,56 @@ class HeldOutExample:
     clip: dict[str, np.ndarray]  # make_clip's ground truth: frames, audio, loudness, mouth_open, mask, ...
 
     @classmethod
-    def make(cls, index: int, seconds: float, fps: float, resolution: int, seed: int = 0) -> HeldOutExample:
+    def make(cls, index: int, seconds: float, fps: float, resolution: int, seed: int = 0, sample_rate: int = 16000
+             ) -> HeldOutExample:
         data = SyntheticTalkingFaces(index + 1, stage=3, resolution=resolution, num_frames=round(seconds * fps),
-                                     motion_frames=0, fps=fps, seed=seed, split="test")
+                                     motion_frames=0, fps=fps, sample_rate=sample_rate, seed=seed, split="test")
         identity, clip = data.clip(index)
         return cls(identity, render_face(identity, 0.0, clip["pose"][0], resolution), clip)
 
+    @property
+    def image(self) -> torch.Tensor:
+        """The portrait as the pipeline takes it: (3, H, W) in [-1, 1]."""
+        return torch.from_numpy(self.portrait).permute(2, 0, 1).float() / 127.5 - 1
 
-def generate_frames(module: Any, example: HeldOutExample, waveform: np.ndarray, seed: int = 0) -> np.ndarray:
+    @property
+    def mask(self) -> torch.Tensor:
+        """The union of the clip's face boxes, (1, H, W)."""
+        return torch.from_numpy(self.clip["mask"])[None].float()
+
+    @property
+    def speed(self) -> float:
+        return float(np.median(self.clip["speed"]))
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(3, F, H, W) in [-1, 1] → uint8 (F, H, W, 3)."""
+    return ((video.permute(1, 2, 3, 0).float() + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+
+
+def generate_frames(pipeline: EMOPipeline, example: HeldOutExample, waveform: np.ndarray, seed: int = 0
+                    ) -> np.ndarray:
     """Generate the example's video for ``waveform`` → (F, H, W, 3) uint8."""
-    return np.concatenate(list(_clips(module, example, waveform, seed)))
+    video = pipeline(example.image, torch.from_numpy(waveform), example.mask, num_frames=len(example.clip["frames"]),
+                     speed=example.speed, seed=seed)
+    return to_uint8(video[0])
 
 
-def _clips(module: Any, example: HeldOutExample, waveform: np.ndarray, seed: int) -> Iterator[np.ndarray]:
-    image = torch.from_numpy(example.portrait).permute(2, 0, 1)[None].float().to(module.device) / 127.5 - 1
-    mask = torch.from_numpy(example.clip["mask"])[None, None].float().to(module.device)
-    wave = torch.from_numpy(waveform)[None].float().to(module.device)
-    generator = torch.Generator(module.device).manual_seed(seed)
-    speed = float(np.median(example.clip["speed"]))
-    for clip in module.sampler().generate(image, wave, len(example.clip["frames"]), mask, speed=speed,
-                                          generator=generator):
-        yield ((clip[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
-
-
-def evaluate(module: Any, num_videos: int = 4, seconds: float = 4.0, seed: int = 0, audio_zeroed: bool = True,
-             progress: bool = True) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def evaluate(pipeline: EMOPipeline, num_videos: int = 4, seconds: float = 4.0, seed: int = 0,
+             audio_zeroed: bool = True, progress: bool = True) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Metrics over ``num_videos`` held-out videos, and per-video series (for plots and the sample video).
     ``audio_zeroed=False`` skips the ablation (half the generation; no ``sync_pearson_audio_zeroed``)."""
-    hp = module.hparams
+    fps, per_clip = pipeline.settings.fps, pipeline.layout.num_frames
     videos, totals = [], {"gen": [], "zero": [], "truth": [], "loud": []}
     for index in tqdm(range(num_videos), desc="evaluating held-out videos", unit="video", disable=not progress):
-        example = HeldOutExample.make(index, seconds, hp.fps, hp.resolution, seed)
+        example = HeldOutExample.make(index, seconds, fps, pipeline.layout.resolution, seed, pipeline.sample_rate)
         audio = example.clip["audio"]
-        frames = generate_frames(module, example, audio, seed)
+        frames = generate_frames(pipeline, example, audio, seed)
         series = {"generated": measure_mouth_series(frames, example.identity),
                   "ground_truth": measure_mouth_series(example.clip["frames"], example.identity),
                   "loudness": example.clip["loudness"]}
         if audio_zeroed:
-            zeroed = generate_frames(module, example, np.zeros_like(audio), seed)
+            zeroed = generate_frames(pipeline, example, np.zeros_like(audio), seed)
             series["audio_zeroed"] = measure_mouth_series(zeroed, example.identity)
         for key, name in (("gen", "generated"), ("zero", "audio_zeroed"), ("truth", "ground_truth"),
                           ("loud", "loudness")):
@@ -69,8 +81,7 @@ def evaluate(module: Any, num_videos: int = 4, seconds: float = 4.0, seed: int =
                 totals[key].append(series[name])
         videos.append({"example": example, "frames": frames, "series": series,
                        "color_error": identity_color_error(frames, example.portrait, example.clip["mask"]),
-                       "boundary_ratio": boundary_ratio(frames, hp.num_frames) if len(frames) > hp.num_frames
-                       else None})
+                       "boundary_ratio": boundary_ratio(frames, per_clip) if len(frames) > per_clip else None})
     loudness = np.concatenate(totals["loud"])
     metrics = {
         "sync_pearson": pearson(np.concatenate(totals["gen"]), loudness),

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from emo_lightning.evaluation.report import markdown_table, write_report
 from emo_lightning.evaluation.scorer import Video, VideoScorer
 from emo_lightning.media import load_audio, read_video
+from emo_lightning.pipeline import EMOPipeline
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
@@ -41,17 +42,19 @@ class HeldOutEvaluation(pl.Callback):
         self.output, self.components, self.options = Path(output), components or {}, options or {}
         self.steps, self.seed, self.max_items = steps, seed, max_items
         self.scorer: VideoScorer | None = None
+        self.pipeline: EMOPipeline | None = None
         self.names: list[str] = []
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.scorer, self.names = VideoScorer(self.components, **self.options, device=pl_module.device), []
+        self.pipeline = pl_module.pipeline()
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
         if "audio" not in batch:
             rank_zero_warn("emo test: the test items have no audio (a stage-1 model): nothing to generate or score")
             return
-        rate = pl_module.model.audio_encoder.sample_rate
+        rate = self.pipeline.sample_rate
         count = batch["frames"].shape[0]
         if self.max_items is not None:
             count = min(count, self.max_items - len(self.names))
@@ -62,8 +65,8 @@ class HeldOutEvaluation(pl.Callback):
             name = f"rank{trainer.global_rank}_batch{batch_idx}_item{b}"
             path = self.output / "videos" / f"{name}.mp4"
             speed = float(batch["speed"][b].median()) if "speed" in batch else None
-            pl_module.generate_video(batch["frames"][b : b + 1, :, 0], batch["audio"][b], batch["mask"][b : b + 1],
-                                     path, seed=self.seed, steps=self.steps, speed=speed)
+            self.pipeline.write_video(path, batch["frames"][b, :, 0], batch["audio"][b], batch["mask"][b],
+                                      seed=self.seed, steps=self.steps, speed=speed)
             frames, fps = read_video(path)
             truth = to_uint8_frames(batch["frames"][b])
             self.scorer.update(Video(name, frames, fps, load_audio(path, rate, from_first_frame=True), rate,

@@ -1,28 +1,27 @@
-"""The LightningModule: EMO assembled from the config, trained stage by stage, sampled clip by clip."""
+"""The LightningModule: EMO assembled from the config and trained stage by stage; generation is its pipeline's
+(:mod:`emo_lightning.pipeline`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from diffusers.optimization import SchedulerType, get_scheduler
-from einops import rearrange
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
-from emo_lightning.model.sampler import ClipSampler, Guidance, Progress
+from emo_lightning.pipeline import EMOPipeline, GenerationSettings
 from emo_lightning.training.checkpoint import (
     check_state_dict,
     generation_weights,
     load_adapter,
     load_weights,
+    reorder_optimizer_states,
     upgrade_layout,
 )
 from emo_lightning.training.draws import SampleDraws
@@ -32,15 +31,16 @@ from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
                     "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
 LR_SCHEDULERS = [s.value for s in SchedulerType]
-SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}  # extra arguments when a sampler is chosen by name
+GENERATION = GenerationSettings()
 
 
 class EMOLightningModule(pl.LightningModule):
     """EMO, built from registered components.
 
     Args:
-        unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder: component specs, each a
-            mapping with the registered ``name`` and that component's keyword arguments.
+        backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder: component specs, each a
+            mapping with the registered ``name`` and that component's keyword arguments (the backbone places
+            the temporal blocks).
         noise_schedule: diffusers scheduler keywords shared by the training and sampling schedulers
             (``prediction_type``: ``epsilon``, ``v_prediction`` or ``sample``).
         train_scheduler, sample_scheduler: ``scheduler`` component specs (DDPM / DDIM by default).
@@ -51,10 +51,14 @@ class EMOLightningModule(pl.LightningModule):
             (classifier-free guidance and first-clip training).
         lr_scheduler: a diffusers learning-rate schedule (``constant``, ``cosine``, ``linear``, …) over the
             run's ``trainer.max_steps``, after ``lr_warmup_steps`` of linear warm-up.
+        num_frames, motion_frames, fps, resolution: the clips it trains on (frames per clip, motion frames fed back,
+            frame rate, side in pixels).
+        num_inference_steps, guidance_reference, guidance_audio, speed, fps, sample_scheduler: the model's own
+            generation settings (:class:`~emo_lightning.pipeline.GenerationSettings`, whose defaults these are).
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
-        gradient_checkpointing: recompute the backbone's, the ReferenceNet's and the temporal blocks' activations
+        gradient_checkpointing: recompute the backbone's activations (with its reference path and temporal blocks)
             in the backward pass instead of keeping them (less memory, about one more forward pass of time).
         init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
         lora: ``{targets: [groups], rank, alpha, dropout, weights}``: train LoRA adapters on those parameter groups
@@ -65,7 +69,7 @@ class EMOLightningModule(pl.LightningModule):
 
     def __init__(
         self,
-        unet: dict[str, Any],
+        backbone: dict[str, Any],
         vae: dict[str, Any],
         audio_encoder: dict[str, Any],
         face_locator: dict[str, Any],
@@ -84,12 +88,12 @@ class EMOLightningModule(pl.LightningModule):
         lip_loss_weight: float = 1.0,
         num_frames: int = 12,
         motion_frames: int = 4,
-        fps: float = 25.0,
+        fps: float = GENERATION.fps,
         resolution: int = 512,
-        num_inference_steps: int = 40,
-        guidance_reference: float = 1.0,
-        guidance_audio: float = 1.0,
-        speed: float = 1.0,
+        num_inference_steps: int = GENERATION.steps,
+        guidance_reference: float = GENERATION.guidance_reference,
+        guidance_audio: float = GENERATION.guidance_audio,
+        speed: float = GENERATION.speed,
         gradient_checkpointing: bool = False,
         init_from: str | None = None,
         lora: dict[str, Any] | None = None,
@@ -104,7 +108,7 @@ class EMOLightningModule(pl.LightningModule):
             raise ValueError(f"lip_loss_weight must be positive, got {lip_loss_weight}")
         self.save_hyperparameters()
         registry.load_plugin_paths(plugins or [])
-        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
+        self.model = EMO(backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
                          gradient_checkpointing=gradient_checkpointing)
         self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
         self.train_scheduler = self._scheduler(train_scheduler or {"name": "ddpm"})
@@ -143,17 +147,14 @@ class EMOLightningModule(pl.LightningModule):
             logger.log_hyperparams({f"trainable/{g}": n for g, n in self.trainable_counts.items()})
 
     # ---- training -----------------------------------------------------------------------------------
-    def _encode_video(self, video: Tensor) -> Tensor:
-        latents = self.model.vae.encode(rearrange(video, "b c f h w -> (b f) c h w"))
-        return rearrange(latents, "(b f) c h w -> b c f h w", b=video.shape[0])
-
     def _latents(self, batch: dict[str, Tensor], key: str) -> Tensor:
-        """VAE latents of ``batch[key]``: ``batch[key + "_latents"]`` where the data cached them (`emo preprocess
-        cache_vae=…`), else encoded here."""
+        """5-D VAE latents (B, C, F', h, w) of ``batch[key]`` (a video, or an image: one frame):
+        ``batch[key + "_latents"]`` where the data cached them (`emo preprocess cache_vae=…`), else encoded here."""
         if f"{key}_latents" in batch:
-            return batch[f"{key}_latents"].to(batch[key].dtype)
-        images = batch[key]
-        return self.model.vae.encode(images) if images.ndim == 4 else self._encode_video(images)
+            latents = batch[f"{key}_latents"].to(batch[key].dtype)
+            return latents[:, :, None] if latents.ndim == 4 else latents
+        pixels = batch[key]
+        return self.model.vae.encode_video(pixels[:, :, None] if pixels.ndim == 4 else pixels)
 
     def _audio_tokens(self, batch: dict[str, Tensor], num_frames: int) -> Tensor:
         """Audio tokens of ``batch["audio"]``, or of ``batch["audio_features"]`` where the data cached the audio
@@ -183,7 +184,7 @@ class EMOLightningModule(pl.LightningModule):
         with torch.no_grad():
             ref_latents = self._latents(batch, "reference")
         keep_ref = self._keep("reference", draws, training)
-        conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
+        conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None, None]),
                                 face=model.face_locator(batch["mask"]))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
@@ -279,6 +280,8 @@ class EMOLightningModule(pl.LightningModule):
         predict load the averages where the checkpoint has them."""
         upgrade_layout(checkpoint)
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if fitting:
+            reorder_optimizer_states(checkpoint, [n for n, p in self.named_parameters() if p.requires_grad])
         if not fitting:
             checkpoint["state_dict"] = generation_weights(checkpoint)
         state = checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
@@ -293,60 +296,20 @@ class EMOLightningModule(pl.LightningModule):
                          subset=is_lora_key if adapter_only else lambda k: not is_lora_key(k))
 
     # ---- generation ---------------------------------------------------------------------------------
-    def sampler(self, steps: int | None = None, guidance: Guidance | None = None,
-                scheduler: str | None = None) -> ClipSampler:
-        """The clip sampler; ``scheduler`` names a registered scheduler (``ddim``, ``dpmsolver++``, …) to use
-        instead of the model's ``sample_scheduler``."""
-        hp = self.hparams
-        spec = hp.sample_scheduler or {"name": "ddim", **SAMPLER_DEFAULTS["ddim"]}
-        if scheduler and scheduler != spec["name"]:
-            spec = {"name": scheduler, **SAMPLER_DEFAULTS.get(scheduler, {})}
-        return ClipSampler(
-            self.model, self._scheduler(spec),
-            num_frames=hp.num_frames, motion_frames=hp.motion_frames, steps=steps or hp.num_inference_steps,
-            guidance=guidance or Guidance(hp.guidance_reference, hp.guidance_audio),
-            temporal=self.uses_video, use_audio=self.uses_video, use_speed=self.uses_speed)
+    def pipeline(self) -> EMOPipeline:
+        """The generation pipeline over this module's model, with the model's own settings (see
+        :class:`~emo_lightning.pipeline.EMOPipeline`)."""
+        return EMOPipeline.from_module(self)
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
-        """Generate every job of a batch (see :class:`emo_lightning.data.predict.GenerationJobs`); a failed
+        """Generate every job of a batch (see :class:`emo_lightning.pipeline.predict.GenerationJobs`); a failed
         job becomes a result with its ``error``, so the others still run."""
-        from emo_lightning.data.predict import run_job
+        from emo_lightning.pipeline.predict import run_job
 
-        return [run_job(self, job) for job in batch]
+        pipeline = self.pipeline()
+        return [run_job(pipeline, job) for job in batch]
 
     @property
-    def size_multiple(self) -> int:
-        """Generated images' sides must be multiples of this (the VAE's and the UNet's downsampling)."""
-        return self.model.vae.downsample * 2 ** (len(self.model.backbone.config.block_out_channels) - 1)
-
-    @torch.no_grad()
-    def generate_video(self, image: Tensor, waveform: Tensor, mask: Tensor, output: str | Path,
-                       seed: int | None = 0, steps: int | None = None, guidance_reference: float | None = None,
-                       guidance_audio: float | None = None, speed: float | None = None, sampler: str | None = None,
-                       fps: float | None = None, progress: Callable[[Progress], None] | None = None) -> str:
-        """Write an H.264 MP4 (input audio muxed in) for ``image`` (1, 3, H, W) in [-1, 1], ``waveform``
-        (S,) at the audio encoder's rate and face ``mask`` (1, 1, H, W), streaming clip by clip.
-        None takes the model's default; ``sampler`` names a scheduler; ``progress`` is called every step."""
-        from emo_lightning.media import Mp4Writer
-
-        hp, rate = self.hparams, self.model.audio_encoder.sample_rate
-        fps = hp.fps if fps is None else fps
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        if image.shape[-1] % self.size_multiple or image.shape[-2] % self.size_multiple:
-            raise ValueError(f"this model generates sizes that are multiples of {self.size_multiple}, "
-                             f"not {image.shape[-1]}x{image.shape[-2]}: choose another resolution")
-        total = round(waveform.shape[-1] / rate * fps)
-        if total < 1:
-            raise ValueError(f"the audio for {output} is shorter than one video frame")
-        guidance = Guidance(hp.guidance_reference if guidance_reference is None else guidance_reference,
-                            hp.guidance_audio if guidance_audio is None else guidance_audio)
-        generator = torch.Generator(self.device).manual_seed(0 if seed is None else int(seed))
-        clips = self.sampler(steps, guidance, sampler).generate(
-            image.to(self.device), waveform.reshape(1, -1).to(self.device), total, mask.to(self.device),
-            speed=hp.speed if speed is None else speed, generator=generator, on_step=progress)
-        with Mp4Writer(output, fps=fps, width=image.shape[-1], height=image.shape[-2],
-                       audio=waveform.float().cpu().numpy(), sample_rate=rate) as writer:
-            for clip in clips:
-                writer.write(rearrange(clip[0], "c f h w -> f c h w").float().cpu())
-        return str(output)
+    def fsdp_wrap_classes(self) -> tuple[type[torch.nn.Module], ...]:
+        """The block classes FSDP shards one by one (the backbone's; see :mod:`emo_lightning.training.fsdp`)."""
+        return tuple(self.model.backbone.fsdp_wrap_classes)

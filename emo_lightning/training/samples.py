@@ -72,14 +72,15 @@ class ValidationSamples(pl.Callback):
     def _synthetic(self, pl_module: pl.LightningModule, folder: Path) -> tuple[list[GeneratedSample], dict]:
         from emo_lightning.evaluation.runner import evaluate
 
-        hp, rate = pl_module.hparams, pl_module.model.audio_encoder.sample_rate
-        metrics, videos = evaluate(pl_module, self.num_videos, self.seconds, self.seed, audio_zeroed=False,
+        pipeline = pl_module.pipeline()
+        metrics, videos = evaluate(pipeline, self.num_videos, self.seconds, self.seed, audio_zeroed=False,
                                    progress=False)
         samples = []
         for index, video in enumerate(videos):
             example = video["example"]
             sample = GeneratedSample(f"held_out_{index}", video["frames"], example.portrait,
-                                     example.clip["audio"].astype(np.float32), rate, hp.fps, example.clip["frames"])
+                                     example.clip["audio"].astype(np.float32), pipeline.sample_rate,
+                                     pipeline.settings.fps, example.clip["frames"])
             self._write(folder, sample)
             samples.append(sample)
         scores = {}
@@ -92,16 +93,16 @@ class ValidationSamples(pl.Callback):
         dataset = getattr(trainer.datamodule, "val_set", None)
         if dataset is None:
             return [], {}
-        hp, samples = pl_module.hparams, []
-        rate = pl_module.model.audio_encoder.sample_rate
+        pipeline, samples = pl_module.pipeline(), []
+        rate, fps = pipeline.sample_rate, pipeline.settings.fps
         for index in range(min(self.num_videos, len(dataset))):
             item = dataset[index]
             path = folder / f"validation_{index}.mp4"
-            audio = item["audio"] if "audio" in item else torch.zeros(round(rate / hp.fps))
-            pl_module.generate_video(item["reference"][None], audio, item["mask"][None], path, seed=self.seed)
+            audio = item["audio"] if "audio" in item else torch.zeros(round(rate / fps))
+            pipeline.write_video(path, item["reference"], audio, item["mask"], seed=self.seed)
             frames, _ = read_video(path)
-            samples.append(GeneratedSample(path.stem, frames, _uint8(item["reference"]), audio.numpy(), rate,
-                                           hp.fps, _uint8(item["frames"])))
+            samples.append(GeneratedSample(path.stem, frames, _uint8(item["reference"]), audio.numpy(), rate, fps,
+                                           _uint8(item["frames"])))
         return samples, {}
 
     @staticmethod

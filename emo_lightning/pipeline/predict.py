@@ -14,15 +14,13 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from emo_lightning.data.jobs import read_jobs
-from emo_lightning.data.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.data.rates import audio_sample_rate
 from emo_lightning.media import load_audio
+from emo_lightning.pipeline.job_files import read_jobs
+from emo_lightning.pipeline.pipeline import EMOPipeline
+from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
+from emo_lightning.pipeline.settings import CONTROLS
 from emo_lightning.progress import StepBar
-
-GENERATION_CONTROLS = ("seed", "steps", "guidance_reference", "guidance_audio", "speed", "sampler", "fps")
-"""Controls handed to :meth:`EMOLightningModule.generate_video`; ``resolution`` and ``face_detector`` act
-on the portrait while it is read."""
 
 
 class JobsFailed(ValueError):
@@ -44,7 +42,7 @@ class GenerationJobs(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         job = self.jobs[index]
         item = {"index": index, "count": len(self.jobs), "output": str(job["output"]),
-                "controls": {k: job.get(k) for k in GENERATION_CONTROLS}}
+                "controls": {k: job.get(k) for k in CONTROLS}}
         try:
             image, mask = load_portrait(job["image"], job.get("resolution") or self.resolution,
                                         job.get("face_detector") or self.face_detector)
@@ -59,15 +57,15 @@ def collate_jobs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def run_job(module: Any, job: dict[str, Any]) -> dict[str, Any]:
+def run_job(pipeline: EMOPipeline, job: dict[str, Any]) -> dict[str, Any]:
     """Generate one job with a progress bar; returns ``{"output", "error"}`` (``error`` None on success)."""
     label = f"job {job['index'] + 1}/{job['count']}" if job["count"] > 1 else "generating"
     error = job.get("error")
     if error is None:
         with StepBar(f"{label} {Path(job['output']).name}") as bar:
             try:
-                module.generate_video(job["image"][None], job["audio"], job["mask"][None], job["output"],
-                                      progress=bar, **job["controls"])
+                pipeline.write_video(job["output"], job["image"], job["audio"], job["mask"], on_step=bar,
+                                     **job["controls"])
             except Exception as err:  # a failed job must not stop the others
                 error = _describe(err)
     if error is not None and job["count"] > 1:  # reported as it happens; a single job's error ends the run
@@ -96,12 +94,13 @@ def _describe(err: Exception) -> str:
 
 class PredictDataModule(pl.LightningDataModule):
     """The jobs of one ``emo predict`` run: ``image``/``audio``/``output``, or the rows of a ``jobs`` file
-    (CSV/JSONL, see :mod:`emo_lightning.data.jobs`). The controls given here are every job's defaults;
-    None takes the model's own (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them."""
+    (CSV/JSONL, see :mod:`emo_lightning.pipeline.job_files`). The controls given here (see
+    :class:`~emo_lightning.pipeline.settings.GenerationSettings`) are every job's defaults; None takes the model's own
+    (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them."""
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
                  jobs: str | None = None, resolution: int = 512, sample_rate: int | None = None,
-                 face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int = 0, steps: int | None = None,
+                 face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int | None = None, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
                  speed: float | None = None, sampler: str | None = None, fps: float | None = None):
         super().__init__()

@@ -1,4 +1,4 @@
-"""A model for generation, rebuilt from a checkpoint alone (no Trainer, no pickled code)."""
+"""Pipelines rebuilt from a checkpoint alone (no Trainer, no pickled code), and a cache of them for servers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from emo_lightning.pipeline.pipeline import EMOPipeline
 from emo_lightning.training.checkpoint import (
     CheckpointError,
     check_state_dict,
@@ -53,15 +54,21 @@ def load_module(path: str | Path, device: str | torch.device = "cpu", lora: str 
     return module.eval().to(device)
 
 
-class ModelCache:
-    """Checkpoints loaded once and kept (the ``size`` most recently used); a rewritten file is reloaded."""
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None,
+                  ema: bool = True) -> EMOPipeline:
+    """The generation pipeline of checkpoint ``path`` (see :func:`load_module`)."""
+    return EMOPipeline.from_module(load_module(path, device, lora=lora, ema=ema))
+
+
+class PipelineCache:
+    """Checkpoints' pipelines loaded once and kept (the ``size`` most recently used); a rewritten file is reloaded."""
 
     def __init__(self, size: int = 2, device: str | torch.device = "cpu"):
         self.size, self.device = size, device
-        self.models: OrderedDict[tuple[str, int, int], EMOLightningModule] = OrderedDict()
+        self.models: OrderedDict[tuple[str, int, int], EMOPipeline] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, path: str | Path) -> EMOLightningModule:
+    def get(self, path: str | Path) -> EMOPipeline:
         path = Path(path).resolve()
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist")
@@ -69,7 +76,7 @@ class ModelCache:
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         with self.lock:
             if key not in self.models:
-                self.models[key] = load_module(path, self.device)
+                self.models[key] = load_pipeline(path, self.device)
                 while len(self.models) > self.size:
                     self.models.popitem(last=False)
             self.models.move_to_end(key)

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from emo_lightning.pipeline.settings import CONTROL_TYPES
+
 PATHS = ("image", "audio", "output")
-CONTROLS: dict[str, type] = {
-    "seed": int, "steps": int, "guidance_reference": float, "guidance_audio": float, "speed": float,
-    "sampler": str, "fps": float, "resolution": int, "face_detector": str,
-}
+CONTROLS: dict[str, type] = {**CONTROL_TYPES, "resolution": int, "face_detector": str}
+"""The generation controls, and how the portrait is read."""
 
 
 class JobFileError(ValueError):

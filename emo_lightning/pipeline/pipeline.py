@@ -1,0 +1,274 @@
+"""The generation pipeline: EMO's components in, a talking video out, clip by clip.
+
+The reference image goes through the ReferenceNet once per video; each clip's motion frames (the VAE latents of the
+last ``motion_frames`` frames made so far; zeros for the first clip) once per clip; the audio encoder once per video
+(in overlapping windows when it is long). Only the backbone runs at every denoising step. A clip of ``n`` frames is
+``vae.latent_frames(n)`` latent frames; ``vae.decode_video`` gives ``vae.frames(F')`` frames, cropped to ``n``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from diffusers import SchedulerMixin
+from torch import Tensor
+
+from emo_lightning import registry
+from emo_lightning.components.base import Conditions
+from emo_lightning.model.audio_windows import encode_audio
+from emo_lightning.model.emo import EMO
+from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
+
+if TYPE_CHECKING:
+    from emo_lightning.pipeline.portrait import DetectorSpec
+
+SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}
+"""Extra scheduler arguments when a sampler is chosen by name."""
+
+
+@dataclass
+class Progress:
+    """Where generation is, after each denoising step."""
+
+    step: int  # denoising steps done, over all clips
+    total: int  # denoising steps of the whole video
+    clip: int  # the clip being denoised, from 1
+    clips: int
+
+
+@dataclass(frozen=True)
+class ClipLayout:
+    """What the model was trained on: frames per clip, motion frames fed back, and which condition paths it has
+    (stage 1: images only; 2: clips with audio; 3: and head speed)."""
+
+    num_frames: int
+    motion_frames: int
+    stage: int = 3
+    resolution: int = 512
+
+    @property
+    def temporal(self) -> bool:
+        return self.stage >= 2
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.stage >= 2
+
+    @property
+    def uses_speed(self) -> bool:
+        return self.stage >= 3
+
+
+class EMOPipeline:
+    """A portrait and audio in, frames out (diffusers' ``DiffusionPipeline`` idea: components in, ``__call__``).
+
+    Args:
+        model: the EMO network (in eval mode; generation runs without gradients).
+        scheduler: the sampling scheduler of ``settings.sampler``.
+        layout: the clip layout the model was trained with.
+        settings: the default controls (the model's own); every call may override any of them.
+        noise_schedule: the scheduler keywords shared by training and sampling, to build another ``sampler`` by name.
+    """
+
+    def __init__(self, model: EMO, scheduler: SchedulerMixin, layout: ClipLayout,
+                 settings: GenerationSettings = DEFAULTS, noise_schedule: dict[str, Any] | None = None):
+        self.model, self.scheduler, self.layout = model, scheduler, layout
+        self.settings, self.noise_schedule = settings, dict(noise_schedule or {})
+        self.schedulers = {settings.sampler: scheduler}
+
+    # ---- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_module(cls, module: Any) -> EMOPipeline:
+        """The pipeline of an :class:`~emo_lightning.training.EMOLightningModule` (sharing its model)."""
+        hp = module.hparams
+        settings = GenerationSettings.from_hparams(hp)
+        noise_schedule = module.noise_schedule
+        spec = hp.sample_scheduler or {"name": settings.sampler, **SAMPLER_DEFAULTS.get(settings.sampler, {})}
+        scheduler = build_scheduler(spec, noise_schedule)
+        layout = ClipLayout(hp.num_frames, hp.motion_frames, hp.stage, hp.resolution)
+        return cls(module.model, scheduler, layout, settings, noise_schedule)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None,
+                        ema: bool = True) -> EMOPipeline:
+        """The pipeline of an ``emo fit`` checkpoint (see :func:`emo_lightning.pipeline.loading.load_module`)."""
+        from emo_lightning.pipeline.loading import load_pipeline
+
+        return load_pipeline(path, device, lora=lora, ema=ema)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        """The audio rate the model takes (its audio encoder's)."""
+        return self.model.audio_encoder.sample_rate
+
+    @property
+    def size_multiple(self) -> int:
+        """Generated images' sides must be multiples of this (the VAE's and the backbone's downsampling)."""
+        return self.model.vae.downsample * self.model.backbone.size_multiple
+
+    def scheduler_for(self, name: str) -> SchedulerMixin:
+        """The scheduler registered as ``name``, on this model's noise schedule (built once)."""
+        if name not in self.schedulers:
+            spec = {"name": name, **SAMPLER_DEFAULTS.get(name, {})}
+            self.schedulers[name] = build_scheduler(spec, self.noise_schedule)
+        return self.schedulers[name]
+
+    # ---- generation ---------------------------------------------------------------------------------------------
+    def __call__(self, image: Tensor | str | Path, audio: Tensor | np.ndarray | str | Path, mask: Tensor | None = None,
+                 face_detector: DetectorSpec | None = None, on_step: Callable[[Progress], None] | None = None,
+                 **controls: Any) -> Tensor:
+        """The whole video ``(B, 3, F, H, W)`` in [-1, 1] (see :meth:`clips`)."""
+        return torch.cat(list(self.clips(image, audio, mask, face_detector, on_step=on_step, **controls)), 2)
+
+    @torch.no_grad()
+    def clips(self, image: Tensor | str | Path, audio: Tensor | np.ndarray | str | Path, mask: Tensor | None = None,
+              face_detector: DetectorSpec | None = None, num_frames: int | None = None,
+              on_step: Callable[[Progress], None] | None = None, **controls: Any) -> Iterator[Tensor]:
+        """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] until the audio's length (or ``num_frames``) is covered.
+
+        ``image``: a portrait file (its face found by ``face_detector`` and cropped to the model's resolution, see
+        :func:`~emo_lightning.pipeline.portrait.load_portrait`) or a tensor (B, 3, H, W) / (3, H, W) in [-1, 1] with
+        its face ``mask`` (B, 1, H, W). ``audio``: a file, or a waveform (B, S) / (S,) at :attr:`sample_rate`.
+        ``controls``: any of :class:`GenerationSettings` (None keeps the pipeline's). ``on_step`` is called after
+        every denoising step.
+        """
+        settings = self.settings.override(**controls)
+        image, mask = self._portrait(image, mask, face_detector)
+        waveform = self._waveform(audio, image.shape[0])
+        total = num_frames or round(waveform.shape[-1] / self.sample_rate * settings.fps)
+        if total < 1:
+            raise ValueError("the audio is shorter than one video frame")
+        generator = torch.Generator(self.device).manual_seed(int(settings.seed))
+        yield from self._clips(image, waveform, mask, total, settings, generator, on_step)
+
+    def write_video(self, output: str | Path, image: Tensor | str | Path, audio: Tensor | np.ndarray | str | Path,
+                    mask: Tensor | None = None, face_detector: DetectorSpec | None = None,
+                    on_step: Callable[[Progress], None] | None = None, **controls: Any) -> str:
+        """Write an H.264 MP4 of the first video, its audio muxed in, encoding each clip as it is made."""
+        from einops import rearrange
+
+        from emo_lightning.media import Mp4Writer
+
+        settings = self.settings.override(**controls)
+        image, mask = self._portrait(image, mask, face_detector)
+        waveform = self._waveform(audio, 1)
+        with Mp4Writer(output, fps=settings.fps, width=image.shape[-1], height=image.shape[-2],
+                       audio=waveform[0].float().cpu().numpy(), sample_rate=self.sample_rate) as writer:
+            for clip in self.clips(image[:1], waveform, mask[:1], on_step=on_step, **controls):
+                writer.write(rearrange(clip[0], "c f h w -> f c h w").float().cpu())
+        return str(output)
+
+    # ---- inputs -------------------------------------------------------------------------------------------------
+    def _portrait(self, image: Tensor | str | Path, mask: Tensor | None, face_detector: DetectorSpec | None
+                  ) -> tuple[Tensor, Tensor]:
+        if isinstance(image, (str, Path)):
+            from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, load_portrait
+
+            image, found = load_portrait(image, self.layout.resolution, face_detector or DEFAULT_DETECTOR)
+            mask = found if mask is None else mask
+        image = image[None] if image.ndim == 3 else image
+        if mask is None:
+            raise ValueError("a portrait given as a tensor needs its face mask (B, 1, H, W)")
+        mask = mask[None] if mask.ndim == 3 else mask
+        side = self.size_multiple
+        if image.shape[-1] % side or image.shape[-2] % side:
+            raise ValueError(f"this model generates sizes that are multiples of {side}, "
+                             f"not {image.shape[-1]}x{image.shape[-2]}: choose another resolution")
+        return image.to(self.device), mask.to(self.device)
+
+    def _waveform(self, audio: Tensor | np.ndarray | str | Path, batch: int) -> Tensor:
+        if isinstance(audio, (str, Path)):
+            from emo_lightning.media import load_audio
+
+            audio = load_audio(audio, self.sample_rate)
+        waveform = torch.as_tensor(audio).float().to(self.device)
+        return waveform.reshape(1, -1).expand(batch, -1) if waveform.ndim == 1 else waveform
+
+    # ---- the clip loop ------------------------------------------------------------------------------------------
+    def _clips(self, reference: Tensor, waveform: Tensor, mask: Tensor, total_frames: int,
+               settings: GenerationSettings, generator: torch.Generator,
+               on_step: Callable[[Progress], None] | None) -> Iterator[Tensor]:
+        model, layout, vae, b = self.model, self.layout, self.model.vae, reference.shape[0]
+        scheduler = self.scheduler_for(settings.sampler)
+        branches = settings.guidance.branches() if layout.uses_audio else [(True, False, 1.0)]
+        ref_latents = vae.encode_video(reference[:, :, None])  # (B, C, 1, h, w)
+        features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
+        rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
+        reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
+        face = model.face_locator(mask).repeat(len(branches), 1, 1, 1)
+        audio = encode_audio(model.audio_encoder, waveform, total_frames) if layout.uses_audio else None
+        per_clip = layout.num_frames
+        clips = math.ceil(total_frames / per_clip)
+
+        history: Tensor | None = None  # the last motion_frames frames made, decoded pixels
+        for index, start in enumerate(range(0, total_frames, per_clip)):
+            n = min(per_clip, total_frames - start)
+            conditions = Conditions(reference_features, face)
+            if layout.temporal:
+                conditions.motion = self._motion(history, ref_latents, len(branches))
+            if audio is not None:
+                clip_audio = audio[:, start:start + n]
+                conditions.audio = torch.cat([clip_audio if use_audio else torch.zeros_like(clip_audio)
+                                              for _, use_audio, _ in branches])
+            if layout.uses_speed:
+                speeds = torch.full((b * len(branches), n), float(settings.speed), device=reference.device)
+                conditions.speed = model.speed_encoder(speeds)
+
+            def report(step: int, index: int = index) -> None:
+                if on_step is not None:
+                    on_step(Progress(index * settings.steps + step, clips * settings.steps, index + 1, clips))
+
+            latents = self.denoise_clip(conditions, ref_latents, vae.latent_frames(n), branches, scheduler,
+                                        settings.steps, generator, report)
+            frames = vae.decode_video(latents)[:, :, :n]
+            if layout.temporal:  # unclamped: an image VAE then gives back exactly the clip's own latents
+                history = frames if history is None else torch.cat([history, frames], 2)
+                history = history[:, :, -layout.motion_frames:]
+            yield frames.clamp(-1, 1)
+
+    def _motion(self, history: Tensor | None, ref_latents: Tensor, copies: int) -> dict[str, Tensor]:
+        """Motion features of the last ``motion_frames`` frames made (as training encodes ``batch["motion"]``)."""
+        model, m = self.model, self.layout.motion_frames
+        if history is None:  # first clip: zero motion features, as in training's motion dropout
+            b, c, _, h, w = ref_latents.shape
+            zeros = ref_latents.new_zeros(b, c, model.vae.latent_frames(m), h, w)
+            return {k: torch.zeros_like(v).repeat(copies, 1, 1, 1, 1)
+                    for k, v in model.motion_features(zeros).items()}
+        if history.shape[2] < m:  # a video shorter than the motion window: its first frame repeated before it
+            history = torch.cat([history[:, :, :1].expand(-1, -1, m - history.shape[2], -1, -1), history], 2)
+        latents = model.vae.encode_video(history)
+        return {k: v.repeat(copies, 1, 1, 1, 1) for k, v in model.motion_features(latents).items()}
+
+    def denoise_clip(self, conditions: Conditions, ref_latents: Tensor, latent_frames: int,
+                     branches: list[tuple[bool, bool, float]], scheduler: SchedulerMixin, steps: int,
+                     generator: torch.Generator | None, on_step: Callable[[int], None] = lambda step: None) -> Tensor:
+        """Denoise one clip's latents (B, C, latent_frames, h, w) from noise, combining the guidance ``branches``."""
+        b, c, _, h, w = ref_latents.shape
+        scheduler.set_timesteps(steps, device=ref_latents.device)
+        latents = torch.randn((b, c, latent_frames, h, w), generator=generator, device=ref_latents.device,
+                              dtype=ref_latents.dtype) * scheduler.init_noise_sigma
+        weights = [w for _, _, w in branches]
+        for i, t in enumerate(scheduler.timesteps, 1):
+            model_in = scheduler.scale_model_input(latents.repeat(len(branches), 1, 1, 1, 1), t)
+            preds = self.model.denoise(model_in, t.reshape(1).to(latents.device), conditions,
+                                       temporal=self.layout.temporal).chunk(len(branches))
+            pred = sum(weight * p for weight, p in zip(weights, preds, strict=True))
+            latents = scheduler.step(pred, t, latents, generator=generator).prev_sample
+            on_step(i)
+        return latents
+
+
+def build_scheduler(spec: dict[str, Any], noise_schedule: dict[str, Any]) -> SchedulerMixin:
+    """A ``scheduler`` component from its spec (``name`` + keywords) on ``noise_schedule``."""
+    spec = dict(spec)
+    return registry.build("scheduler", spec.pop("name"), **{**noise_schedule, **spec})

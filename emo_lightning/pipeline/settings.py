@@ -1,0 +1,75 @@
+"""The generation controls and their defaults, defined once: the model's hyper-parameters, ``emo predict``, job
+files and the demo all read them from :class:`GenerationSettings`."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Guidance:
+    """pred = u + reference·(r − u) + audio·(f − r), with u: no reference, no audio; r: reference only;
+    f: reference and audio. 1.0 for both is plain conditional sampling (one backbone pass per step)."""
+
+    reference: float = 1.0
+    audio: float = 1.0
+
+    def branches(self) -> list[tuple[bool, bool, float]]:
+        """(use reference, use audio, weight) for every branch with a non-zero weight."""
+        weights = [(False, False, 1.0 - self.reference), (True, False, self.reference - self.audio),
+                   (True, True, self.audio)]
+        return [b for b in weights if abs(b[2]) > 1e-8]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How a video is sampled. A checkpoint carries its own values (the model's hyper-parameters, see
+    :meth:`from_hparams`); ``emo predict``, job files and the demo override them one by one."""
+
+    steps: int = 40  # denoising steps per clip (the paper's DDIM: 40)
+    sampler: str = "ddim"  # a registered scheduler: ddim, dpmsolver++, euler
+    guidance_reference: float = 1.0  # classifier-free guidance scales (see Guidance)
+    guidance_audio: float = 1.0
+    speed: float = 1.0  # head-motion speed, degrees per frame: 0.1-1 talking, 1-1.3 singing (stage-3 models)
+    seed: int = 0  # same seed, same video
+    fps: float = 25.0  # output frame rate
+
+    @property
+    def guidance(self) -> Guidance:
+        return Guidance(self.guidance_reference, self.guidance_audio)
+
+    def override(self, **controls: Any) -> GenerationSettings:
+        """These settings with every control that is not None replaced (and checked)."""
+        unknown = sorted(set(controls) - set(CONTROLS))
+        if unknown:
+            raise ValueError(f"unknown generation controls {unknown}; controls are {list(CONTROLS)}")
+        given = {k: CONTROL_TYPES[k](v) for k, v in controls.items() if v is not None}
+        settings = dataclasses.replace(self, **given)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> GenerationSettings:
+        """A model's own settings from its hyper-parameters (``num_inference_steps``, ``guidance_reference``,
+        ``guidance_audio``, ``speed``, ``fps`` and the ``sample_scheduler``'s name); absent ones take the
+        defaults above."""
+        scheduler = hparams.get("sample_scheduler") or {}
+        return cls().override(steps=hparams.get(MODEL_HPARAMS["steps"]), sampler=scheduler.get("name"),
+                              **{k: hparams.get(k) for k in ("guidance_reference", "guidance_audio", "speed", "fps")})
+
+
+CONTROLS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationSettings))
+CONTROL_TYPES: dict[str, type] = typing.get_type_hints(GenerationSettings)
+MODEL_HPARAMS = {"steps": "num_inference_steps"}
+"""Controls whose model hyper-parameter has another name."""
+DEFAULTS = GenerationSettings()
