@@ -24,7 +24,8 @@ Design decisions:
   not "what came just before").
 * Text: EMO has no prompt. The text cross-attention keeps its pretrained weights and sees one fixed all-zero text
   token (close to Wan's empty, zero-padded prompt); attention over one key is its value, so it costs one
-  projection per layer (:class:`NullTextAttention`). The audio gets its own attention instead of reusing it, so
+  projection per layer (:class:`NullTextAttention`), and its query/key projections and input norm, on which
+  nothing depends then, are frozen. The audio gets its own attention instead of reusing it, so
   that the added path can start at zero and a pretrained DiT starts unchanged.
 * Audio: after each block, each latent frame's tokens attend to the audio tokens of the video frames it covers:
   with a causal VAE compressing time k×, latent frame 0 covers video frame 0 and latent frame j ≥ 1 frames
@@ -116,6 +117,9 @@ class WanBackbone(Backbone):
         for layer, block in enumerate(self.transformer.blocks):
             block.attn1.set_processor(PrefixSelfAttention(layer))
             block.attn2.set_processor(NullTextAttention())
+            # what the null text's attention does not depend on (its queries, keys, input norm): never trained
+            for unused in (block.norm2, block.attn2.to_q, block.attn2.to_k, block.attn2.norm_q, block.attn2.norm_k):
+                unused.requires_grad_(False)
         self.audio_attention = nn.ModuleList(AudioAttention(dim, cfg.num_attention_heads, cfg.eps)
                                              for _ in self.transformer.blocks)
         self.temporal_blocks = (nn.ModuleList(temporal_block(dim, f"blocks.{i}") for i in range(cfg.num_layers))
