@@ -97,7 +97,7 @@ def test_clips_stream_with_motion_frames_re_encoded_from_the_frames_made():
 
     module.model.motion_features = spy
     clips = list(pipeline.clips(torch.zeros(1, 3, 32, 32), torch.randn(1, 16000) * 0.1, torch.ones(1, 1, 32, 32),
-                                num_frames=20, steps=1))
+                                total_frames=20, steps=1))
     assert [c.shape[2] for c in clips] == [8, 8, 4]
     assert len(encoded) == 3 and not encoded[0].any()  # the first clip: zeros
     torch.testing.assert_close(module.model.vae.decode_video(encoded[1]).clamp(-1, 1), clips[0][:, :, -4:], atol=1e-6,
@@ -128,7 +128,7 @@ def test_a_3d_vae_makes_each_clip_from_its_latent_frames_and_motion_from_the_fra
     vae.decode_video = lambda latents: decoded.append(latents.shape[2]) or decode_video(latents)
     module.model.motion_features = lambda latents: motion.append(latents) or motion_features(latents)
     clips = list(pipeline.clips(torch.zeros(1, 3, 32, 32), torch.zeros(16000), torch.ones(1, 1, 32, 32),
-                                num_frames=20, steps=1))
+                                total_frames=20, steps=1))
     assert [c.shape[2] for c in clips] == [8, 8, 4] and decoded == [3, 3, 2]  # 1 + ceil((n - 1) / 4)
 
     frames = torch.rand(1, 3, 6, 32, 32) * 2 - 1
