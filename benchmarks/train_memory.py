@@ -49,7 +49,7 @@ SD15_VAE = {"block_out_channels": [128, 256, 512, 512], "down_block_types": ["Do
             "up_block_types": ["UpDecoderBlock2D"] * 4, "latent_channels": 4, "layers_per_block": 2,
             "sample_size": 512}
 PAPER_COMPONENTS = {
-    "unet": {"name": "sd", "config": SD15_UNET},
+    "backbone": {"name": "sd_unet", "config": SD15_UNET},
     "vae": {"name": "sd", "config": SD15_VAE, "scaling_factor": 0.18215},
     "audio_encoder": {"name": "wav2vec2", "config": {}, "layers": None, "window": 2},  # {}: wav2vec2-base
     "temporal_block": {"name": "animatediff", "num_attention_heads": 8, "norm_num_groups": 32, "max_seq_length": 32},

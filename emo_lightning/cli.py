@@ -54,12 +54,31 @@ class SaveResolvedConfig(SaveConfigCallback):
         self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=False)
 
 
+class EmoLightningCLI(LightningCLI):
+    """LightningCLI whose reading of a ``ckpt_path``'s hyper-parameters into the model config upgrades an older
+    checkpoint's layout first (:func:`emo_lightning.training.checkpoint.upgrade_layout`), as every other reader does."""
+
+    def _parse_ckpt_path(self) -> None:
+        from emo_lightning.training.checkpoint import read_checkpoint
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+
 def run_lightning_cli(args: list[str] | dict[str, Any]) -> LightningCLI:
     from emo_lightning.training import EMOLightningModule
 
     # sys.argv stays as it is (DDP re-launches the command from it); LightningCLI warns about that
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    return LightningCLI(
+    return EmoLightningCLI(
         EMOLightningModule, pl.LightningDataModule, subclass_mode_data=True, args=args,
         save_config_callback=SaveResolvedConfig, save_config_kwargs={"save_to_log_dir": False},
         auto_configure_optimizers=False,

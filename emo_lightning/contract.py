@@ -18,13 +18,14 @@ import torch
 from omegaconf import OmegaConf
 
 from emo_lightning import registry
-from emo_lightning.components.base import INTERFACES
+from emo_lightning.components.base import INTERFACES, Conditions
 
 # arguments EMO derives from the other components (see emo_lightning/model/emo.py)
 DERIVED = {
     "audio_encoder": {"output_dim": 16},
     "face_locator": {"latent_channels": 4, "downsample": 4},
     "temporal_block": {"channels": 16, "speed_dim": 8, "location": "down_blocks.1.attentions.0"},
+    "backbone": {"latent_channels": 4, "temporal_downsample": 1, "speed_dim": 8},
 }
 # plain ABCs over numpy images, not nn.Modules
 PREPROCESSING_KINDS = ("face_detector", "pose_estimator", "landmarks", "face_embedder")
@@ -38,9 +39,37 @@ def tiny_arguments(entry: registry.Entry) -> dict[str, Any]:
     return {**entry.tiny_config(), **DERIVED.get(entry.kind, {})}
 
 
+def runtime_arguments(entry: registry.Entry) -> dict[str, Any]:
+    """Derived arguments that are objects, not config: a backbone's ``temporal_block`` factory (the tiny
+    ``animatediff`` block)."""
+    if entry.kind != "backbone":
+        return {}
+    block = registry.entry("temporal_block", "animatediff")
+    speed_dim = DERIVED["backbone"]["speed_dim"]
+
+    def temporal_block(channels: int, location: str) -> torch.nn.Module:
+        return registry.build("temporal_block", "animatediff", **block.tiny_config(), channels=channels,
+                              speed_dim=speed_dim, location=location)
+
+    return {"temporal_block": temporal_block}
+
+
 def build_tiny(entry: registry.Entry) -> Any:
     """The component built from its tiny config; the interface's own probe runs as it is built."""
-    return registry.build(entry.kind, entry.name, **tiny_arguments(entry))
+    return registry.build(entry.kind, entry.name, **tiny_arguments(entry), **runtime_arguments(entry))
+
+
+def backbone_outputs(backbone: Any, batch: int = 2, latent_frames: int = 3) -> list[torch.Tensor]:
+    """``denoise`` of random latents with every condition (reference, motion, audio, speed) from the backbone's
+    own ``reference_features`` / ``motion_features``."""
+    c, side = backbone.latent_channels, 2 * backbone.size_multiple
+    frames = 1 + (latent_frames - 1) * backbone.temporal_downsample  # video frames of the latent frames
+    conditions = Conditions(backbone.reference_features(torch.randn(batch, c, 1, side, side)),
+                            motion=backbone.motion_features(torch.randn(batch, c, 2, side, side)),
+                            audio=torch.randn(batch, frames, 3, backbone.audio_dim),
+                            speed=torch.randn(batch, frames, DERIVED["backbone"]["speed_dim"]))
+    latents = torch.randn(batch, c, latent_frames, side, side)
+    return [backbone.denoise(latents, torch.tensor([1, 500][:batch]), conditions)]
 
 
 def module_outputs(entry: registry.Entry, component: Any) -> list[torch.Tensor]:
@@ -58,10 +87,8 @@ def module_outputs(entry: registry.Entry, component: Any) -> list[torch.Tensor]:
     if kind == "vae":
         latents = component.encode(torch.rand(1, 3, 16, 16) * 2 - 1)
         return [latents, component.decode(latents)]
-    if kind == "unet":
-        cfg = component.config
-        sample = torch.randn(2, cfg.in_channels, 8, 8)
-        return [component(sample, torch.tensor([1, 500]), torch.randn(2, 3, cfg.cross_attention_dim)).sample]
+    if kind == "backbone":
+        return backbone_outputs(component)
     if kind == "frame_features":
         return [component(torch.randint(0, 256, (2, 3, 24, 32), dtype=torch.uint8))]
     if kind == "video_features":
@@ -86,8 +113,9 @@ def expected_shapes(entry: registry.Entry, component: Any) -> list[tuple[int, ..
     if kind == "vae":
         f = component.downsample
         return [(1, component.latent_channels, 16 // f, 16 // f), (1, 3, 16, 16)]
-    if kind == "unet":
-        return [(2, component.config.in_channels, 8, 8)]
+    if kind == "backbone":
+        side = 2 * component.size_multiple
+        return [(2, component.latent_channels, 3, side, side)]
     if kind in ("frame_features", "video_features"):
         return [(2, component.num_features)]
     if kind == "sync_model":
@@ -136,10 +164,11 @@ def check_config_round_trip(entry: registry.Entry) -> str:
     config = tiny_arguments(entry)
     restored = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.create(config))))
     assert restored == config, f"the config changes through YAML: {config} -> {restored}"
+    runtime = runtime_arguments(entry)
     torch.manual_seed(1)
-    first = registry.build(entry.kind, entry.name, **config)
+    first = registry.build(entry.kind, entry.name, **config, **runtime)
     torch.manual_seed(1)
-    second = registry.build(entry.kind, entry.name, **restored)
+    second = registry.build(entry.kind, entry.name, **restored, **runtime)
     if not isinstance(first, torch.nn.Module):
         return "the config survives YAML and rebuilds"
     first, second = first.state_dict(), second.state_dict()

@@ -32,7 +32,7 @@ PLUGIN_PATH_ENV = "EMO_PLUGIN_PATH"
 
 #: The component kinds and a one-line description each (used by ``emo plugins``).
 KINDS: dict[str, str] = {
-    "unet": "backbone / ReferenceNet UNet (SD 1.5 structure)",
+    "backbone": "the denoiser with its reference path, audio-attention and temporal blocks (EMO's UNets, a DiT)",
     "vae": "image <-> latent codec",
     "audio_encoder": "waveform -> per-frame windowed audio tokens",
     "face_locator": "face-region mask -> latent-sized residual",

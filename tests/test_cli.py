@@ -65,7 +65,7 @@ def media(workdir) -> tuple[Path, Path]:
 def test_fit_writes_the_resolved_config_checkpoint_and_offline_wandb_run(tiny_run):
     config = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert config["trainer"]["max_steps"] == 20
-    assert config["model"]["unet"]["config"]["block_out_channels"] == [32, 64]
+    assert config["model"]["backbone"]["config"]["block_out_channels"] == [32, 64]
     assert "${" not in (tiny_run / "config.yaml").read_text()  # fully resolved
     checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert checkpoint["global_step"] == 20

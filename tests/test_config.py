@@ -19,7 +19,7 @@ COMPONENT_OPTIONS = sorted((p.parent.name, p.stem) for p in (CONF / "model").glo
 # the paper-size components load pretrained weights; validation swaps them for tiny ones of the same classes
 # what an experiment leaves for the user to give (`???`)
 REQUIRED = {"finetune_person": ["data.path=data/me", "model.init_from=runs/base/checkpoints/last.ckpt"]}
-TINY = ["model/unet=tiny", "model/vae=pixel", "model/audio_encoder=wav2vec2_tiny", "model/temporal_block=tiny",
+TINY = ["model/backbone=tiny", "model/vae=pixel", "model/audio_encoder=wav2vec2_tiny", "model/temporal_block=tiny",
         "model/speed_encoder=tiny", "model.resolution=32"]
 
 

@@ -51,7 +51,7 @@ def test_bf16_training_step_on_the_gpu():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for n, p in module.model.named_parameters()
-               if p.requires_grad and not n.startswith("reference_net.up_blocks."))
+               if p.requires_grad and not n.startswith("backbone.reference_net.up_blocks."))
 
 
 def test_fsdp_bf16_fit():

@@ -122,7 +122,7 @@ def test_locator_gives_a_residual_per_frame_and_the_model_adds_it_to_the_latent_
     model = module.model.eval()
     channels = locator.latent_channels
     noisy, t = torch.zeros(2, channels, 3, 16, 16), torch.tensor([500])
-    reference = model.reference_features(torch.zeros(2, channels, 16, 16))
+    reference = model.reference_features(torch.zeros(2, channels, 1, 16, 16))
     per_frame = model.denoise(noisy, t, Conditions(reference, face=face), temporal=False)
     by_hand = torch.cat([model.denoise(noisy[:, :, i:i + 1], t, Conditions(reference, face=face[:, :, i]),
                                        temporal=False) for i in range(3)], 2)

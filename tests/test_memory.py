@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
+from emo_lightning.components.backbone.sd_unet.attention import CaptureReferenceProcessor
+from emo_lightning.components.backbone.sd_unet.state import UNetState
 from emo_lightning.data import SyntheticDataModule
-from emo_lightning.model.attention import CaptureReferenceProcessor
-from emo_lightning.model.state import UNetState
 
 STAGES = {1: ("model.stage=1", "model.trainable=null"), 3: ("model.stage=3", "model.trainable=null")}
 
@@ -52,8 +52,8 @@ def test_gradient_checkpointing_leaves_gradients_unchanged(stage, monkeypatch):
     module = tiny_module(*STAGES[stage])
     _randomise_zero_parameters(module)
     batch = tiny_batch(stage=stage, batch_size=1, num_frames=4)
-    model = module.model
-    blocks = _count_calls([model.backbone.down_blocks[0].attentions[0].transformer_blocks[0],
+    model = module.model.backbone
+    blocks = _count_calls([model.unet.down_blocks[0].attentions[0].transformer_blocks[0],
                            *model.temporal_blocks.values()])
     captures = []
     original = CaptureReferenceProcessor.__call__
@@ -88,11 +88,11 @@ def test_gradient_checkpointing_from_the_config_and_in_a_deep_copy():
     import copy
 
     module = tiny_module("model.gradient_checkpointing=true")
-    model = module.model
+    model = module.model.backbone
     assert model.state.gradient_checkpointing
-    assert model.backbone.is_gradient_checkpointing and model.reference_net.is_gradient_checkpointing
-    twin = copy.deepcopy(model)
-    funcs = [m._gradient_checkpointing_func for m in twin.backbone.modules() if hasattr(m, "gradient_checkpointing")]
+    assert model.unet.is_gradient_checkpointing and model.reference_net.is_gradient_checkpointing
+    twin = copy.deepcopy(module.model).backbone
+    funcs = [m._gradient_checkpointing_func for m in twin.unet.modules() if hasattr(m, "gradient_checkpointing")]
     assert funcs and all(f.state is twin.state for f in funcs)
 
 
@@ -100,7 +100,7 @@ def test_bf16_mixed_trains_on_the_cpu(tmp_path):
     """`trainer.precision=bf16-mixed` on the CPU: the UNet runs in bf16, the loss stays finite, weights change."""
     module = tiny_module("model/audio_encoder=wav2vec2_tiny", "model.gradient_checkpointing=true")
     dtypes = []
-    module.model.backbone.register_forward_hook(lambda m, a, out: dtypes.append(out.sample.dtype))
+    module.model.backbone.unet.register_forward_hook(lambda m, a, out: dtypes.append(out.sample.dtype))
     before = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
     trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", accelerator="cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

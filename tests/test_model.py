@@ -8,20 +8,20 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
-from emo_lightning.training.stages import STAGE_GROUPS, group_of
+from emo_lightning.training.stages import STAGE_GROUPS, parameter_group_names
 
 
 def count_reference_passes(model) -> dict[str, int]:
     counts = {"reference": 0, "motion": 0, "backbone": 0}
 
     def on_reference(module, args, output):
-        counts[model.state.capture] += 1
+        counts[model.backbone.state.capture] += 1
 
     def on_backbone(module, args, output):
         counts["backbone"] += 1
 
-    model.reference_net.register_forward_hook(on_reference)
-    model.backbone.register_forward_hook(on_backbone)
+    model.backbone.reference_net.register_forward_hook(on_reference)
+    model.backbone.unet.register_forward_hook(on_backbone)
     return counts
 
 
@@ -52,16 +52,18 @@ def test_sampling_is_deterministic_by_seed_and_varies_with_it():
 def test_stage_groups_set_what_trains():
     for stage, groups in STAGE_GROUPS.items():
         module = tiny_module(f"model.stage={stage}", "model.trainable=null")
-        trains = {group_of(n) for n, p in module.model.named_parameters() if p.requires_grad}
+        group_of = parameter_group_names(module.model)
+        trains = {group_of[n] for n, p in module.model.named_parameters() if p.requires_grad}
         assert trains == set(groups), stage
         assert {g for g, n in module.trainable_counts.items() if n} == set(groups)
 
 
 def test_stage3_freezes_audio_layers_on_purpose():
     module = tiny_module("model.stage=3", "model.trainable=null")
-    audio = [n for n, p in module.model.named_parameters() if group_of(n) == "audio"]
+    group_of = parameter_group_names(module.model)
+    audio = [n for n, p in module.model.named_parameters() if group_of[n] == "audio"]
     assert any(".attn2." in n for n in audio)
-    assert not any(p.requires_grad for n, p in module.model.named_parameters() if group_of(n) == "audio")
+    assert not any(p.requires_grad for n, p in module.model.named_parameters() if group_of[n] == "audio")
 
 
 def test_training_step_updates_only_the_stage_parameters():
@@ -72,7 +74,8 @@ def test_training_step_updates_only_the_stage_parameters():
     loss = module.training_step(tiny_batch(stage=3), 0)
     loss.backward()
     optimizer.step()
-    changed = {group_of(n) for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+    group_of = parameter_group_names(module.model)
+    changed = {group_of[n] for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"temporal", "speed"}
 
 
@@ -87,14 +90,14 @@ def test_every_stage_trains_on_its_data_layout():
         if stage == 1:
             # without motion frames the ReferenceNet's layers after its last attn1 feed nothing (DDP is set
             # to find unused parameters; see conf/strategy/ddp.yaml)
-            no_grad = [n for n in no_grad if not n.startswith("reference_net.up_blocks.")]
+            no_grad = [n for n in no_grad if not n.startswith("backbone.reference_net.up_blocks.")]
         assert not no_grad, f"stage {stage}: trainable parameters got no gradient: {no_grad[:5]}"
 
 
 def test_stage1_does_not_run_temporal_or_audio_layers():
     module = tiny_module("model.stage=1", "model.trainable=null")
     calls = []
-    for block in module.model.temporal_blocks.values():
+    for block in module.model.backbone.temporal_blocks.values():
         block.register_forward_hook(lambda *a: calls.append(1))
     module.training_step(tiny_batch(stage=1), 0)
     assert calls == []
@@ -110,7 +113,7 @@ def conditioned_module(*overrides: str):
             p.add_(torch.randn_like(p) * 0.01)
     batch = tiny_batch(stage=3)
     conditions = module.conditions(batch, training=False)
-    noisy = torch.randn_like(module._encode_video(batch["frames"]))
+    noisy = torch.randn_like(module.model.vae.encode_video(batch["frames"]))
     return module, batch, conditions, noisy, torch.tensor([500, 500])
 
 
@@ -130,7 +133,7 @@ def test_audio_attention_tells_the_window_slots_apart():
     """Attention is blind to the order of its keys: only the audio positions let a frame tell its own audio
     from its neighbours'. Without them, reordering each frame's window changes nothing."""
     module, batch, conditions, noisy, t = conditioned_module("model.audio_encoder.window=2")
-    assert module.model.audio_positions.shape == (5, module.model.backbone.config.cross_attention_dim)
+    assert module.model.audio_positions.shape == (5, module.model.backbone.audio_dim)
 
     def reorder_changes_output() -> bool:
         with torch.no_grad():
@@ -142,7 +145,7 @@ def test_audio_attention_tells_the_window_slots_apart():
     positions, module.model.audio_positions = module.model.audio_positions, None
     assert not reorder_changes_output()
     module.model.audio_positions = positions
-    assert group_of("audio_positions") == "audio" and "audio" in module.hparams.trainable
+    assert parameter_group_names(module.model)["audio_positions"] == "audio" and "audio" in module.hparams.trainable
     module.training_step(batch, 0).backward()
     assert module.model.audio_positions.grad.abs().sum() > 0
 

@@ -9,15 +9,15 @@ from conftest import tiny_config
 from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from emo_lightning.components.backbone.sd_unet.hooks import block_key
 from emo_lightning.components.vae.sd import TINY_VAE
-from emo_lightning.model.hooks import block_key
 from emo_lightning.training import EMOLightningModule
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrained")
-    unet_config = {**tiny_config()["model"]["unet"]["config"], "in_channels": 4, "out_channels": 4}
+    unet_config = {**tiny_config()["model"]["backbone"]["config"], "in_channels": 4, "out_channels": 4}
     torch.manual_seed(0)
     UNet2DConditionModel(**unet_config).save_pretrained(root / "sd" / "unet")
     AutoencoderKL(**TINY_VAE).save_pretrained(root / "sd" / "vae")
@@ -30,26 +30,27 @@ def folders(tmp_path_factory):
 
 
 def test_everything_loads_from_local_folders_and_checkpoints_leave_frozen_weights_out(folders, tmp_path):
-    cfg = tiny_config("model/unet=sd15", f"model.unet.pretrained={folders / 'sd'}",
+    cfg = tiny_config("model/backbone=sd15", f"model.backbone.pretrained={folders / 'sd'}",
                       "model/vae=sd", f"model.vae.pretrained={folders / 'sd'}",
                       f"+model.temporal_block.pretrained={folders / 'motion'}",
                       "model/audio_encoder=wav2vec2", f"model.audio_encoder.pretrained={folders / 'wav2vec2'}",
                       "model.resolution=16")
     module = EMOLightningModule(**cfg["model"])
     model = module.model
+    backbone = model.backbone
 
     unet = UNet2DConditionModel.from_pretrained(folders / "sd", subfolder="unet")
     for name, tensor in unet.state_dict().items():
-        assert torch.equal(model.reference_net.state_dict()[name], tensor), name
+        assert torch.equal(backbone.reference_net.state_dict()[name], tensor), name
         if ".attn2.to_out." in name:  # audio-attention is a new layer: it starts as a no-op
-            assert not model.backbone.state_dict()[name].any(), name
+            assert not backbone.unet.state_dict()[name].any(), name
         else:
-            assert torch.equal(model.backbone.state_dict()[name], tensor), name
+            assert torch.equal(backbone.unet.state_dict()[name], tensor), name
     adapter = MotionAdapter.from_pretrained(folders / "motion")
     for location, key in (("down_blocks.1.attentions.0", "down_blocks.1.motion_modules.0"),
                           ("up_blocks.1.attentions.1", "up_blocks.1.motion_modules.1"),
                           ("mid_block", "mid_block.motion_modules.0")):
-        ours = model.temporal_blocks[block_key(location)].motion.state_dict()
+        ours = backbone.temporal_blocks[block_key(location)].motion.state_dict()
         theirs = adapter.get_submodule(key).state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), location
 
@@ -65,10 +66,10 @@ def test_everything_loads_from_local_folders_and_checkpoints_leave_frozen_weight
     rebuilt = EMOLightningModule(**cfg["model"])
     rebuilt.on_load_checkpoint(checkpoint)
     rebuilt.load_state_dict(checkpoint["state_dict"], strict=False)
-    assert torch.equal(rebuilt.model.backbone.conv_in.weight, model.backbone.conv_in.weight)
+    assert torch.equal(rebuilt.model.backbone.unet.conv_in.weight, backbone.unet.conv_in.weight)
 
 
 def test_vae_channel_mismatch_is_a_clear_error(folders):
-    cfg = tiny_config("model/unet=sd15", f"model.unet.pretrained={folders / 'sd'}")  # 4 channels vs the pixel VAE's 12
-    with pytest.raises(ValueError, match="UNet takes 4 latent channels but vae 'pixel' makes 12"):
+    cfg = tiny_config("model/backbone=sd15", f"model.backbone.pretrained={folders / 'sd'}")  # 4 vs the pixel VAE's 12
+    with pytest.raises(ValueError, match="UNet takes 4 latent channels and makes 4, but the VAE's latents have 12"):
         EMOLightningModule(**cfg["model"])

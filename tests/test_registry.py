@@ -20,7 +20,7 @@ def test_unknown_name_lists_the_registered_ones():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(RegistryError, match="kinds are: unet, vae, audio_encoder"):
+    with pytest.raises(RegistryError, match="kinds are: backbone, vae, audio_encoder"):
         registry.get("audio_encoders", "mel")
 
 
@@ -190,7 +190,7 @@ def test_a_plugin_component_is_selected_from_the_config_alone():
     from conftest import tiny_batch, tiny_module
 
     module = tiny_module("~model.temporal_block", "+model.temporal_block={name: conv1d, norm_num_groups: 8}")
-    blocks = list(module.model.temporal_blocks.values())
+    blocks = list(module.model.backbone.temporal_blocks.values())
     assert blocks and all(type(b).__name__ == "TemporalConvBlock" for b in blocks)
     loss = module.training_step(tiny_batch(stage=3), 0)
     loss.backward()

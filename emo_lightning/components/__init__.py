@@ -2,6 +2,7 @@
 
 from emo_lightning.components import (  # noqa: F401
     audio_encoder,
+    backbone,
     face_detector,
     face_embedder,
     face_locator,
@@ -12,7 +13,6 @@ from emo_lightning.components import (  # noqa: F401
     speed_encoder,
     sync_model,
     temporal_block,
-    unet,
     vae,
     video_features,
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from diffusers import SchedulerMixin, UNet2DConditionModel
+from diffusers import SchedulerMixin
 from torch import Tensor, nn
 
 from emo_lightning.registry import PluginContractError
@@ -290,7 +290,8 @@ class Backbone(Component):
       ``conditions.audio`` / ``speed`` hold one row per *video* frame (F = ``frames`` of the VAE for F'), the
       backbone maps them onto latent frames. ``temporal=False`` (image stage): frames are independent images.
     * ``parameter_groups() -> {group: [modules]}`` for the groups ``backbone``, ``reference_net``, ``audio``,
-      ``temporal`` and ``speed`` (see :mod:`emo_lightning.training.stages`; a group may be empty).
+      ``temporal`` and ``speed`` (see :mod:`emo_lightning.training.stages`; a group may be empty). Groups may nest
+      (audio layers inside the backbone network): a parameter belongs to the innermost listed module holding it.
     * ``size_multiple``: latent height and width must be multiples of it; ``audio_dim``: the width of the audio
       tokens it attends to (the audio encoder is built with it); ``fsdp_wrap_classes``: the block classes FSDP
       shards one by one.
@@ -550,7 +551,7 @@ class _DiffusersContract:
 
 
 INTERFACES: dict[str, type | _DiffusersContract] = {
-    "unet": _DiffusersContract(UNet2DConditionModel, ("forward", "set_attn_processor")),
+    "backbone": Backbone,
     "scheduler": _DiffusersContract(SchedulerMixin, ("add_noise", "step", "set_timesteps", "scale_model_input")),
     "vae": VAE,
     "audio_encoder": AudioEncoder,

@@ -1,5 +1,6 @@
-"""EMO assembly: the UNet hooks, the nn.Module and the clip-by-clip sampler."""
+"""EMO assembly: the nn.Module over a backbone component, and the clip-by-clip sampler."""
 
-from emo_lightning.model.emo import EMO, Conditions
+from emo_lightning.components.base import Conditions
+from emo_lightning.model.emo import EMO
 
 __all__ = ["EMO", "Conditions"]

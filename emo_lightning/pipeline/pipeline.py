@@ -115,11 +115,7 @@ class EMOPipeline:
     @property
     def size_multiple(self) -> int:
         """Generated images' sides must be multiples of this (the VAE's and the backbone's downsampling)."""
-        backbone = self.model.backbone
-        latent_multiple = getattr(backbone, "size_multiple", None)  # a Backbone component's; a diffusers UNet's:
-        if latent_multiple is None:  # its downsampling
-            latent_multiple = 2 ** (len(backbone.config.block_out_channels) - 1)
-        return self.model.vae.downsample * latent_multiple
+        return self.model.vae.downsample * self.model.backbone.size_multiple
 
     def scheduler_for(self, name: str) -> SchedulerMixin:
         """The scheduler registered as ``name``, on this model's noise schedule (built once)."""

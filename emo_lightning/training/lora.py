@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from emo_lightning.training.stages import GROUPS, group_of
+from emo_lightning.training.stages import GROUPS, parameter_group_names
 
 LORA_KEYS = ("targets", "rank", "alpha", "dropout", "weights")
 
@@ -41,9 +41,9 @@ def check_spec(spec: dict[str, Any], default_targets: Iterable[str]) -> dict[str
 
 def target_modules(model: nn.Module, groups: Iterable[str]) -> list[str]:
     """Names of the ``nn.Linear`` layers of ``groups`` whose weights may train (not a frozen pretrained encoder)."""
-    groups, always_frozen = set(groups), model._always_frozen
+    groups, always_frozen, group_of = set(groups), model._always_frozen, parameter_group_names(model)
     return [name for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and group_of(f"{name}.weight") in groups
+            if isinstance(module, nn.Linear) and group_of[f"{name}.weight"] in groups
             and f"{name}.weight" not in always_frozen]
 
 
@@ -60,11 +60,11 @@ def add_lora(model: nn.Module, spec: dict[str, Any]) -> dict[str, int]:
     inject_adapter_in_model(config, model)
     for name in targets:  # diffusers calls some layers as layer(input=x); peft's LoRA layer takes x positionally
         model.get_submodule(name).register_forward_pre_hook(_input_positional, with_kwargs=True)
-    counts = dict.fromkeys(GROUPS, 0)
+    counts, group_of = dict.fromkeys(GROUPS, 0), parameter_group_names(model)
     for name, param in model.named_parameters():
         param.requires_grad_(is_lora_key(name))
         if is_lora_key(name):
-            counts[group_of(name)] += param.numel()
+            counts[group_of[name]] += param.numel()
     return counts
 
 

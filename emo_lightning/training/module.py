@@ -9,7 +9,6 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from diffusers.optimization import SchedulerType, get_scheduler
-from einops import rearrange
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -22,6 +21,7 @@ from emo_lightning.training.checkpoint import (
     generation_weights,
     load_adapter,
     load_weights,
+    reorder_optimizer_states,
     upgrade_layout,
 )
 from emo_lightning.training.draws import SampleDraws
@@ -38,8 +38,9 @@ class EMOLightningModule(pl.LightningModule):
     """EMO, built from registered components.
 
     Args:
-        unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder: component specs, each a
-            mapping with the registered ``name`` and that component's keyword arguments.
+        backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder: component specs, each a
+            mapping with the registered ``name`` and that component's keyword arguments (the backbone places
+            the temporal blocks).
         noise_schedule: diffusers scheduler keywords shared by the training and sampling schedulers
             (``prediction_type``: ``epsilon``, ``v_prediction`` or ``sample``).
         train_scheduler, sample_scheduler: ``scheduler`` component specs (DDPM / DDIM by default).
@@ -57,7 +58,7 @@ class EMOLightningModule(pl.LightningModule):
         lip_loss_weight: how much more the mouth region counts in the loss than the rest (1 = EMO's plain
             loss). The lips are a small part of the frame but all of the lip sync; weighting them, as Hallo
             does, makes the audio's share of the loss large enough to learn. Needs ``lip_mask`` in the batch.
-        gradient_checkpointing: recompute the backbone's, the ReferenceNet's and the temporal blocks' activations
+        gradient_checkpointing: recompute the backbone's activations (with its reference path and temporal blocks)
             in the backward pass instead of keeping them (less memory, about one more forward pass of time).
         init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
         lora: ``{targets: [groups], rank, alpha, dropout, weights}``: train LoRA adapters on those parameter groups
@@ -68,7 +69,7 @@ class EMOLightningModule(pl.LightningModule):
 
     def __init__(
         self,
-        unet: dict[str, Any],
+        backbone: dict[str, Any],
         vae: dict[str, Any],
         audio_encoder: dict[str, Any],
         face_locator: dict[str, Any],
@@ -107,7 +108,7 @@ class EMOLightningModule(pl.LightningModule):
             raise ValueError(f"lip_loss_weight must be positive, got {lip_loss_weight}")
         self.save_hyperparameters()
         registry.load_plugin_paths(plugins or [])
-        self.model = EMO(unet, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
+        self.model = EMO(backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
                          gradient_checkpointing=gradient_checkpointing)
         self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
         self.train_scheduler = build_scheduler(train_scheduler or {"name": "ddpm"}, self.noise_schedule)
@@ -142,17 +143,14 @@ class EMOLightningModule(pl.LightningModule):
             logger.log_hyperparams({f"trainable/{g}": n for g, n in self.trainable_counts.items()})
 
     # ---- training -----------------------------------------------------------------------------------
-    def _encode_video(self, video: Tensor) -> Tensor:
-        latents = self.model.vae.encode(rearrange(video, "b c f h w -> (b f) c h w"))
-        return rearrange(latents, "(b f) c h w -> b c f h w", b=video.shape[0])
-
     def _latents(self, batch: dict[str, Tensor], key: str) -> Tensor:
-        """VAE latents of ``batch[key]``: ``batch[key + "_latents"]`` where the data cached them (`emo preprocess
-        cache_vae=…`), else encoded here."""
+        """5-D VAE latents (B, C, F', h, w) of ``batch[key]`` (a video, or an image: one frame):
+        ``batch[key + "_latents"]`` where the data cached them (`emo preprocess cache_vae=…`), else encoded here."""
         if f"{key}_latents" in batch:
-            return batch[f"{key}_latents"].to(batch[key].dtype)
-        images = batch[key]
-        return self.model.vae.encode(images) if images.ndim == 4 else self._encode_video(images)
+            latents = batch[f"{key}_latents"].to(batch[key].dtype)
+            return latents[:, :, None] if latents.ndim == 4 else latents
+        pixels = batch[key]
+        return self.model.vae.encode_video(pixels[:, :, None] if pixels.ndim == 4 else pixels)
 
     def _audio_tokens(self, batch: dict[str, Tensor], num_frames: int) -> Tensor:
         """Audio tokens of ``batch["audio"]``, or of ``batch["audio_features"]`` where the data cached the audio
@@ -182,7 +180,7 @@ class EMOLightningModule(pl.LightningModule):
         with torch.no_grad():
             ref_latents = self._latents(batch, "reference")
         keep_ref = self._keep("reference", draws, training)
-        conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None]),
+        conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None, None]),
                                 face=model.face_locator(batch["mask"], self._landmark_map(batch)))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
@@ -289,6 +287,8 @@ class EMOLightningModule(pl.LightningModule):
         predict load the averages where the checkpoint has them."""
         upgrade_layout(checkpoint)
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if fitting:
+            reorder_optimizer_states(checkpoint, [n for n, p in self.named_parameters() if p.requires_grad])
         if not fitting:
             checkpoint["state_dict"] = generation_weights(checkpoint)
         state = checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
@@ -315,3 +315,8 @@ class EMOLightningModule(pl.LightningModule):
 
         pipeline = self.pipeline()
         return [run_job(pipeline, job) for job in batch]
+
+    @property
+    def fsdp_wrap_classes(self) -> tuple[type[torch.nn.Module], ...]:
+        """The block classes FSDP shards one by one (the backbone's; see :mod:`emo_lightning.training.fsdp`)."""
+        return tuple(self.model.backbone.fsdp_wrap_classes)

@@ -1,13 +1,12 @@
 """Which parameters train in which stage (EMO §3.3).
 
-Parameter groups:
-    backbone       the backbone UNet, except its audio layers
-    reference_net  the ReferenceNet
+Parameter groups, by module (``EMO.parameter_groups``: the backbone's groups plus EMO's own modules):
+    backbone       the backbone network, except its audio layers
+    reference_net  the ReferenceNet (or whatever the backbone encodes references with apart from the backbone)
     face_locator   the face locator
-    audio          the backbone's audio-attention layers (attn2 + its norm), the audio encoder's head and the
-                   audio window's position embedding
+    audio          the backbone's audio-attention layers, the audio encoder's head and the audio window positions
     temporal       the temporal blocks, except their speed path
-    speed          the speed encoder and the temporal blocks' speed cross-attention
+    speed          the speed encoder and the temporal blocks' speed path
 
 Stage 1 (images) trains backbone, reference_net and face_locator; stage 2 (video) adds temporal and
 audio; stage 3 trains only temporal and speed (the audio layers stay frozen on purpose).
@@ -15,7 +14,6 @@ audio; stage 3 trains only temporal and speed (the audio layers stay frozen on p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from torch import nn
@@ -28,18 +26,23 @@ STAGE_GROUPS: dict[int, tuple[str, ...]] = {
     3: ("temporal", "speed"),
 }
 
-_AUDIO_LAYER = re.compile(r"transformer_blocks\.\d+\.(attn2|norm2)\.")
 
+def parameter_group_names(model: nn.Module) -> dict[str, str | None]:
+    """Every parameter name of ``model`` → its group, or None for parts that never train here (the VAE).
 
-def group_of(name: str) -> str | None:
-    """The group of an EMO parameter name, or None for parts that never train here (the VAE)."""
-    top, _, rest = name.partition(".")
-    if top == "backbone":
-        return "audio" if _AUDIO_LAYER.search(rest) else "backbone"
-    if top == "temporal_blocks":
-        return "speed" if rest.partition(".")[2].startswith("speed") else "temporal"
-    return {"reference_net": "reference_net", "face_locator": "face_locator", "audio_encoder": "audio",
-            "audio_positions": "audio", "speed_encoder": "speed"}.get(top)
+    ``model.parameter_groups()`` lists modules (and single parameters) per group; groups may nest, and a parameter
+    belongs to the innermost listed module that holds it. Modules added later inside a listed one (LoRA layers)
+    belong to its group.
+    """
+    listed = {id(member): group for group, members in model.parameter_groups().items() for member in members}
+    module_groups: dict[str, str | None] = {}
+    names: dict[str, str | None] = {}
+    for name, module in model.named_modules():
+        inherited = module_groups.get(name.rpartition(".")[0]) if name else None
+        group = module_groups[name] = listed.get(id(module), inherited)
+        for param_name, param in module.named_parameters(recurse=False):
+            names[f"{name}.{param_name}" if name else param_name] = listed.get(id(param), group)
+    return names
 
 
 def apply_trainable(model: nn.Module, groups: Iterable[str]) -> dict[str, int]:
@@ -53,9 +56,10 @@ def apply_trainable(model: nn.Module, groups: Iterable[str]) -> dict[str, int]:
     if unknown:
         raise ValueError(f"unknown parameter groups {sorted(unknown)}; groups are {', '.join(GROUPS)}")
     always_frozen: set[str] = model._always_frozen
+    group_of = parameter_group_names(model)
     counts = dict.fromkeys(GROUPS, 0)
     for name, param in model.named_parameters():
-        group = group_of(name)
+        group = group_of[name]
         train = group in groups and name not in always_frozen
         param.requires_grad_(train)
         if train:

@@ -15,7 +15,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import Tensor
 
-from emo_lightning.model.state import UNetState
+from emo_lightning.components.backbone.sd_unet.state import UNetState
 
 _sdpa = AttnProcessor2_0()
 

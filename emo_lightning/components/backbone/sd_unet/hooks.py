@@ -14,13 +14,13 @@ from diffusers import UNet2DConditionModel
 from einops import rearrange
 from torch import Tensor, nn
 
-from emo_lightning.model.attention import (
+from emo_lightning.components.backbone.sd_unet.attention import (
     AudioAttnProcessor,
     CaptureReferenceProcessor,
     DisabledProcessor,
     ReferenceAttnProcessor,
 )
-from emo_lightning.model.state import UNetState, checkpoint
+from emo_lightning.components.backbone.sd_unet.state import UNetState, checkpoint
 
 
 def temporal_locations(unet: UNet2DConditionModel) -> dict[str, int]:
