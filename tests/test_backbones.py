@@ -4,6 +4,7 @@ the tiny experiment's other components: the weight-free pixel VAE, the mel audio
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -11,10 +12,12 @@ import torch
 import yaml
 from conftest import tiny_batch, tiny_config
 from torch import nn
+from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 from emo_lightning import contract, registry
 from emo_lightning.components.base import Backbone
 from emo_lightning.training import EMOLightningModule
+from emo_lightning.training.fsdp import BackboneFSDPStrategy
 from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, parameter_group_names
 
 BACKBONES = registry.entries("backbone")
@@ -108,3 +111,16 @@ def test_config_round_trip(entry, tmp_path):
     ours, theirs = module.state_dict(), rebuilt.state_dict()
     assert ours.keys() == theirs.keys()
     assert all(ours[k].shape == theirs[k].shape for k in ours)
+
+
+def test_fsdp_wraps_the_blocks_the_backbone_names(entry):
+    """`trainer.strategy=fsdp` takes its wrap policy from the backbone (the wrapping itself needs a GPU:
+    tests/test_gpu.py)."""
+    module = module_with(entry)
+    strategy = BackboneFSDPStrategy(parallel_devices=[torch.device("cpu")])
+    strategy.connect(module)
+    with contextlib.suppress(RuntimeError, ValueError):  # no accelerator / no process group here
+        strategy._setup_model(module)
+    policy = strategy.kwargs["auto_wrap_policy"]
+    assert isinstance(policy, ModuleWrapPolicy)
+    assert policy._module_classes == set(module.model.backbone.fsdp_wrap_classes)
