@@ -141,7 +141,7 @@ def test_generation_follows_the_landmark_track_and_needs_one(landmark_module):
     poses = np.array([[0, 0, 0]] * 4 + [[25, 10, 10]] * 4, np.float32)
     points = face_landmarks(identity, np.zeros(8, np.float32), poses, 32)
     inputs = (torch.zeros(1, 3, 32, 32), torch.randn(1, 5120) * 0.1, torch.ones(1, 1, 32, 32))
-    controls = {"num_frames": 8, "steps": 1, "guidance_reference": 1.0, "guidance_audio": 1.0, "seed": 0}
+    controls = {"total_frames": 8, "steps": 1, "guidance_reference": 1.0, "guidance_audio": 1.0, "seed": 0}
 
     def generate(track: LandmarkTrack) -> torch.Tensor:
         return pipeline(*inputs, landmarks=track, **controls)

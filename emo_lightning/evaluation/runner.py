@@ -61,7 +61,8 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 def generate_frames(pipeline: EMOPipeline, example: HeldOutExample, waveform: np.ndarray, seed: int = 0
                     ) -> np.ndarray:
     """Generate the example's video for ``waveform`` → (F, H, W, 3) uint8."""
-    video = pipeline(example.image, torch.from_numpy(waveform), example.mask, num_frames=len(example.clip["frames"]),
+    video = pipeline(example.image, torch.from_numpy(waveform), example.mask,
+                     total_frames=len(example.clip["frames"]),
                      speed=example.speed, seed=seed, landmarks=example.landmarks)
     return to_uint8(video[0])
 

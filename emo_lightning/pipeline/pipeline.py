@@ -133,10 +133,10 @@ class EMOPipeline:
 
     @torch.no_grad()
     def clips(self, image: Tensor | str | Path, audio: Tensor | np.ndarray | str | Path, mask: Tensor | None = None,
-              face_detector: DetectorSpec | None = None, num_frames: int | None = None,
+              face_detector: DetectorSpec | None = None, total_frames: int | None = None,
               landmarks: LandmarkTrack | Tensor | None = None, on_step: Callable[[Progress], None] | None = None,
               **controls: Any) -> Iterator[Tensor]:
-        """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] until the audio's length (or ``num_frames``) is covered.
+        """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] until the audio's length (or ``total_frames``) is covered.
 
         ``image``: a portrait file (its face found by ``face_detector`` and cropped to the model's resolution, see
         :func:`~emo_lightning.pipeline.portrait.load_portrait`) or a tensor (B, 3, H, W) / (3, H, W) in [-1, 1] with
@@ -148,7 +148,7 @@ class EMOPipeline:
         settings = self.settings.override(**controls)
         image, mask = self._portrait(image, mask, face_detector)
         waveform = self._waveform(audio, image.shape[0])
-        total = num_frames or round(waveform.shape[-1] / self.sample_rate * settings.fps)
+        total = total_frames or round(waveform.shape[-1] / self.sample_rate * settings.fps)
         if total < 1:
             raise ValueError("the audio is shorter than one video frame")
         generator = torch.Generator(self.device).manual_seed(int(settings.seed))

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
-from emo_lightning.pipeline import EMOPipeline, GenerationSettings
+from emo_lightning.pipeline import EMOPipeline, GenerationSettings, build_scheduler
 from emo_lightning.training.checkpoint import (
     check_state_dict,
     generation_weights,
@@ -111,17 +111,13 @@ class EMOLightningModule(pl.LightningModule):
         self.model = EMO(backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
                          gradient_checkpointing=gradient_checkpointing)
         self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
-        self.train_scheduler = self._scheduler(train_scheduler or {"name": "ddpm"})
+        self.train_scheduler = build_scheduler(train_scheduler or {"name": "ddpm"}, self.noise_schedule)
         self.trainable_counts = apply_trainable(self.model, trainable or STAGE_GROUPS[stage])
         self.lora = check_spec(lora, trainable or STAGE_GROUPS[stage]) if lora else None
         if self.lora:
             self.trainable_counts = add_lora(self.model, self.lora)
         self.dropout = {"reference": 0.05, "audio": 0.05, "motion": 0.1, **(condition_dropout or {})}
         self.strict_loading = False  # frozen pretrained weights are left out of checkpoints: see checkpoint.py
-
-    def _scheduler(self, spec: dict[str, Any]) -> Any:
-        spec = dict(spec)
-        return registry.build("scheduler", spec.pop("name"), **{**self.noise_schedule, **spec})
 
     # ---- stages -------------------------------------------------------------------------------------
     @property
