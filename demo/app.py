@@ -19,8 +19,10 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
+from emo_lightning.data.face_landmarks import DEFAULT_LANDMARKS, job_landmarks
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.pipeline import GenerationSettings
+from emo_lightning.pipeline.examples import SYNTHETIC_ONLY, Example, image_key, synthetic_examples, trained_on_synthetic
 from emo_lightning.pipeline.loading import PipelineCache
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
 from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
@@ -59,11 +61,32 @@ def model_defaults(path: Path) -> GenerationSettings:
     return GenerationSettings.from_hparams(hparams)
 
 
+def synthetic_checkpoints(checkpoints: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Label → model hyper-parameters (with the data's ``seed``) of the checkpoints trained on synthetic faces."""
+    found = {}
+    for label, path in checkpoints.items():
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError:
+            continue  # the error shows when generating
+        if trained_on_synthetic(checkpoint):
+            data_seed = (checkpoint.get("datamodule_hyper_parameters") or {}).get("seed")
+            found[label] = {**(checkpoint.get("hyper_parameters") or {}), "seed": data_seed or 0}
+    return found
+
+
+def notice(label: str, synthetic: dict[str, dict[str, Any]]) -> str:
+    """What the page says about a checkpoint's inputs."""
+    return f"**{label}** {SYNTHETIC_ONLY}" if label in synthetic else ""
+
+
 class Generator:
     """The demo's one action: checks the inputs, loads the checkpoint (cached) and writes the video."""
 
-    def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path):
+    def __init__(self, checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path,
+                 synthetic: dict[str, dict[str, Any]], examples: list[Example]):
         self.checkpoints, self.max_audio_seconds, self.output_dir = checkpoints, max_audio_seconds, output_dir
+        self.synthetic, self.examples = synthetic, {image_key(e.portrait): e for e in examples}
         self.pipelines = PipelineCache(device="cuda" if torch.cuda.is_available() else "cpu")
         self.last_output: Path | None = None
 
@@ -89,7 +112,10 @@ class Generator:
             if len(waveform) > self.max_audio_seconds * rate:
                 raise gr.Error(f"The audio is {len(waveform) / rate:.1f} s long; this demo takes up to "
                                f"{self.max_audio_seconds:g} s.")
-            image, mask = load_portrait(portrait, pipeline.layout.resolution, face_detector)
+            image, mask = self._portrait(portrait, checkpoint, pipeline.layout.resolution, face_detector)
+            landmarks = None  # a face locator that draws landmarks follows the portrait's
+            if pipeline.model.face_locator.landmark_style is not None:
+                landmarks = job_landmarks(portrait, pipeline.layout.resolution, face_detector, DEFAULT_LANDMARKS)
         except MediaError as err:
             raise gr.Error(_readable(err, portrait, audio)) from err
         output = self._new_output(f"{Path(portrait).stem}_talking.mp4")
@@ -102,10 +128,20 @@ class Generator:
                                  sampler=sampler, guidance_reference=guidance_reference,
                                  guidance_audio=guidance_audio, speed=speed, precision=precision,
                                  guidance_min_noise=guidance_min_noise, cache_threshold=cache_threshold,
-                                 on_step=report)
+                                 on_step=report, landmarks=landmarks)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
+
+    def _portrait(self, portrait: str, checkpoint: str, resolution: int, face_detector: str
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An example's own portrait and face mask (as the synthetic data draws them), else the upload's face."""
+        example = self.examples.get(image_key(portrait))
+        if example is not None and example.image.shape[-1] == resolution:
+            return example.image, example.mask
+        if checkpoint in self.synthetic:
+            gr.Warning(notice(checkpoint, self.synthetic))
+        return load_portrait(portrait, resolution, face_detector)
 
     def _new_output(self, name: str) -> Path:
         """A path in a new folder. The previous video is deleted: Gradio has copied it into its own cache by
@@ -125,7 +161,12 @@ def _readable(err: Exception, *uploads: str) -> str:
 
 
 def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path) -> gr.Blocks:
-    generate = Generator(checkpoints, max_audio_seconds, output_dir)
+    synthetic = synthetic_checkpoints(checkpoints)
+    examples = []
+    if synthetic:  # held-out synthetic faces at the first such checkpoint's resolution
+        hparams = next(iter(synthetic.values()))
+        examples = synthetic_examples(output_dir / "examples", hparams["resolution"], hparams["fps"], hparams["seed"])
+    generate = Generator(checkpoints, max_audio_seconds, output_dir, synthetic, examples)
     first = next(iter(checkpoints))
     defaults = model_defaults(checkpoints[first])
     detectors = [NO_DETECTOR, *(e.name for e in registry.entries("face_detector"))]
@@ -141,6 +182,10 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                                  label=f"Voice or song (up to {max_audio_seconds:g} s)")
                 checkpoint = gr.Dropdown(list(checkpoints), value=first, label="Checkpoint",
                                          interactive=len(checkpoints) > 1, elem_id="checkpoint")
+                about = gr.Markdown(notice(first, synthetic), elem_id="notice")
+                if examples:
+                    gr.Examples([[str(e.portrait), str(e.audio)] for e in examples], [portrait, audio],
+                                label="Held-out synthetic faces and speech (never seen in training)")
                 with gr.Accordion("Settings", open=True):
                     steps = gr.Slider(1, 100, value=defaults.steps, step=1, elem_id="steps",
                                       label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
@@ -169,6 +214,7 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                 video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
         checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in SLIDERS],
                           checkpoint, [steps, guidance_reference, guidance_audio, speed])
+        checkpoint.change(lambda label: notice(label, synthetic), checkpoint, about, api_name="notice")
         run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
                              speed, seed, face_detector, precision, guidance_min_noise, cache_threshold], video,
                   api_name="generate")

@@ -167,7 +167,8 @@ def predict_config(overrides: list[str]) -> dict[str, Any]:
         # configured model with a ckpt_path's saved hyper-parameters, dropping the adapter
         hparams = with_adapter(model_hparams(read_checkpoint(base), base), lora, base)
         cfg["ckpt_path"] = None
-    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", *CONTROLS)}
+    data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "landmarks",
+                                          "pose_video", *CONTROLS)}
     data.update(resolution=cfg.pop("resolution") or hparams["resolution"],
                 class_path="emo_lightning.pipeline.predict.PredictDataModule")
     return to_lightning_cli({**cfg, "model": hparams, "data": data})

@@ -3,6 +3,7 @@ gradio_client, then once in a real headless browser (Debian's chromium through P
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -106,6 +107,38 @@ def test_friendly_errors(demo_url, media, case, message):
             "no face": (media["blank"], media["short"])}[case]
     with pytest.raises(AppError, match=message):
         client_predict(demo_url, *args)
+
+
+def test_a_synthetic_checkpoint_offers_held_out_synthetic_examples_that_render(demo_url, tmp_path):
+    """The tiny checkpoint was trained on the synthetic faces: the page offers held-out ones, says why a photo gives
+    noise, and renders an example from its own face mask (no face detector finds these cartoon faces)."""
+    from gradio_client import Client
+
+    from emo_lightning.pipeline.examples import synthetic_examples
+
+    client = Client(demo_url, verbose=False)
+    page = json.dumps(client.config)
+    assert "held_out_0.png" in page and "held_out_0.wav" in page
+    assert "trained on synthetic cartoon faces only" in client.predict("tiny.ckpt", api_name="/notice")
+    assert client.predict("broken.ckpt", api_name="/notice") == ""
+    example = synthetic_examples(tmp_path, resolution=32, fps=25.0, count=1)[0]  # the first example's files
+    result = client_predict(demo_url, example.portrait, example.audio, detector="opencv_haar")
+    info = probe_video(result["video"] if isinstance(result, dict) else result)
+    assert (info["width"], info["num_frames"]) == (32, 100)  # 4 s at the model's 25 fps
+
+
+def test_only_checkpoints_trained_on_synthetic_data_are_taken_for_such(tiny_checkpoint):
+    from emo_lightning.pipeline.examples import trained_on_synthetic
+
+    checkpoint = read_checkpoint(tiny_checkpoint)  # fitted by a Trainer: its data module's arguments, no class path
+    assert trained_on_synthetic(checkpoint)
+    data = checkpoint["datamodule_hyper_parameters"]
+    assert trained_on_synthetic({"datamodule_hyper_parameters": {**data, "_class_path": "emo_lightning.data."
+                                                                 "SyntheticDataModule"}})
+    assert not trained_on_synthetic({"datamodule_hyper_parameters": {"_class_path": "emo_lightning.data.preprocessed."
+                                                                     "PreprocessedDataModule", "path": "data/hdtf"}})
+    assert not trained_on_synthetic({"datamodule_hyper_parameters": {"path": "data/hdtf", "stage": 2}})
+    assert not trained_on_synthetic({})
 
 
 def test_checkpoints_load_without_a_trainer_and_stay_cached(tiny_checkpoint, tmp_path):

@@ -50,7 +50,7 @@ def test_the_adapter_checkpoint_is_under_5_percent_of_a_full_one(tiny_checkpoint
 def frames(module) -> torch.Tensor:
     torch.manual_seed(0)
     image, mask, audio = torch.rand(1, 3, 32, 32) * 2 - 1, torch.ones(1, 1, 32, 32), torch.randn(1, 8000) * 0.1
-    return module.pipeline()(image, audio, mask, num_frames=12, steps=1, seed=0)
+    return module.pipeline()(image, audio, mask, total_frames=12, steps=1, seed=0)
 
 
 def test_generation_with_the_adapter_differs_from_the_base_and_an_adapter_alone_finds_its_base(tiny_checkpoint,

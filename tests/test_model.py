@@ -29,7 +29,7 @@ def test_reference_features_are_computed_once_per_video():
     module = tiny_module().eval()
     counts = count_reference_passes(module.model)
     clips = list(module.pipeline().clips(torch.zeros(1, 3, 32, 32), torch.randn(1, 16000) * 0.1,
-                                         torch.ones(1, 1, 32, 32), num_frames=20, steps=3, guidance_reference=1.0,
+                                         torch.ones(1, 1, 32, 32), total_frames=20, steps=3, guidance_reference=1.0,
                                          guidance_audio=2.0))
     assert [c.shape[2] for c in clips] == [8, 8, 4]
     assert counts == {"reference": 1, "motion": 3, "backbone": 3 * 3}  # once; once per clip; every step
@@ -40,7 +40,7 @@ def test_sampling_is_deterministic_by_seed_and_varies_with_it():
 
     def video(seed):
         audio = torch.randn(1, 8000, generator=torch.Generator().manual_seed(9))
-        return module.pipeline()(torch.zeros(1, 3, 32, 32), audio, torch.ones(1, 1, 32, 32), num_frames=12, steps=2,
+        return module.pipeline()(torch.zeros(1, 3, 32, 32), audio, torch.ones(1, 1, 32, 32), total_frames=12, steps=2,
                                  seed=seed)
 
     first, again, other = video(1), video(1), video(2)

@@ -96,7 +96,7 @@ def test_progress_is_reported_after_every_denoising_step():
     module = tiny_module().eval()
     reports = []
     clips = module.pipeline().clips(torch.zeros(1, 3, 32, 32), torch.randn(1, 8000) * 0.1, torch.ones(1, 1, 32, 32),
-                                    num_frames=12, on_step=reports.append, steps=2, guidance_reference=1.0,
+                                    total_frames=12, on_step=reports.append, steps=2, guidance_reference=1.0,
                                     guidance_audio=1.0)
     assert [c.shape[2] for c in clips] == [8, 4]
     assert [(r.step, r.clip) for r in reports] == [(1, 1), (2, 1), (3, 2), (4, 2)]

@@ -20,8 +20,8 @@ from conftest import tiny_batch, tiny_config, tiny_module
 from skimage.data import astronaut
 
 from emo_lightning import registry
-from emo_lightning.data.preprocessed import PreprocessedDataModule, lip_masks, mouth_boxes, split_identities
-from emo_lightning.data.synthetic import boxes_to_mask
+from emo_lightning.data.preprocessed import PreprocessedDataModule, split_identities
+from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
 from emo_lightning.media import Mp4Writer, load_audio, read_video
 from emo_lightning.preprocess import NoFaceError, Settings, crop_portrait
 from emo_lightning.preprocess.runner import run

@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from diffusers import SchedulerMixin
 from torch import Tensor, nn
 
 from emo_lightning.registry import PluginContractError
+
+if TYPE_CHECKING:
+    from emo_lightning.components.face_locator.landmark_map import LandmarkMap
 
 
 def _expect(tensor: object, shape: tuple[int, ...], what: str) -> None:
@@ -117,24 +121,35 @@ class AudioEncoder(Component):
 
 
 class FaceLocator(Component):
-    """Face-region mask → a residual added to the noisy latent.
+    """Face-region mask (and, for locators that draw landmarks, a landmark map per video frame) → a residual added
+    to the noisy latent.
 
     Built with ``latent_channels`` and ``downsample`` (the VAE's factor).
-    ``forward(mask (B, 1, H, W) in [0, 1]) -> (B, latent_channels, H/downsample, W/downsample)``.
+    ``forward(mask (B, 1, H, W) in [0, 1], landmark_map (B, 1, F, H, W) in [0, 1] | None = None)
+    -> (B, latent_channels, H/downsample, W/downsample)``, or ``(B, latent_channels, F, H/downsample, W/downsample)``
+    when a map is given (one residual per video frame; the backbone's caller resamples F to the latent frames).
+    ``landmark_style``: a :class:`~emo_lightning.components.face_locator.landmark_map.LandmarkMap` (how the data should
+    draw the maps) for locators that use them, None for those that do not (the data then draws none).
     """
 
     latent_channels: int
     downsample: int
+    landmark_style: LandmarkMap | None = None
 
     @abstractmethod
-    def forward(self, mask: Tensor) -> Tensor: ...
+    def forward(self, mask: Tensor, landmark_map: Tensor | None = None) -> Tensor: ...
 
     @classmethod
     def check_contract(cls, component: FaceLocator) -> None:
         size = 4 * component.downsample
+        kw = _probe_kwargs(component)
         with torch.no_grad():
-            out = component(torch.ones(2, 1, size, size, **_probe_kwargs(component)))
-        _expect(out, (2, component.latent_channels, 4, 4), f"forward(mask 2x1x{size}x{size})")
+            out = component(torch.ones(2, 1, size, size, **kw))
+            _expect(out, (2, component.latent_channels, 4, 4), f"forward(mask 2x1x{size}x{size})")
+            if component.landmark_style is not None:
+                out = component(torch.ones(2, 1, size, size, **kw), torch.rand(2, 1, 3, size, size, **kw))
+                _expect(out, (2, component.latent_channels, 3, 4, 4),
+                        f"forward(mask 2x1x{size}x{size}, landmark_map 2x1x3x{size}x{size})")
 
 
 class TemporalBlock(Component):
@@ -250,7 +265,7 @@ class Conditions:
     """
 
     reference: dict[str, Tensor] | None  # once per video
-    face: Tensor | None = None  # (B, C_lat, h, w), added to every latent frame of the noisy input
+    face: Tensor | None = None  # (B, C_lat, h, w) added to every latent frame, or (B, C_lat, F, h, w) per frame
     motion: dict[str, Tensor] | None = None  # once per clip
     audio: Tensor | None = None  # (B, F, T, D): F video frames, T window slots, D = backbone.audio_dim
     speed: Tensor | None = None  # (B, F, speed_dim)
@@ -350,7 +365,7 @@ class PoseEstimator(ABC):
 
     ``speed(frames uint8 (F, H, W, 3) RGB, boxes float32 (F, 4) x0, y0, x1, y1 pixels) -> float32 (F,)``: the
     head's rotation between consecutive frames in degrees per frame (≥ 0), the speed encoder's input. Frame 0
-    has no predecessor and copies frame 1 (as :func:`emo_lightning.data.synthetic.head_speed` does).
+    has no predecessor and copies frame 1 (as :func:`emo_lightning.geometry.head_speed` does).
     """
 
     @abstractmethod

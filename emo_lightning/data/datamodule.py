@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from emo_lightning.data.rates import audio_sample_rate
+from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from emo_lightning.data.synthetic import SyntheticTalkingFaces
 
@@ -13,7 +13,8 @@ from emo_lightning.data.synthetic import SyntheticTalkingFaces
 class SyntheticDataModule(pl.LightningDataModule):
     """Train on the "train" split; validate and test on the held-out "val" split (other people, other
     speech). Data is generated on the fly, so there is nothing to download or prepare. Audio is made at
-    ``sample_rate`` (None: the model's audio encoder's rate)."""
+    ``sample_rate`` (None: the model's audio encoder's rate); landmark maps are drawn when the model's face locator
+    takes them."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class SyntheticDataModule(pl.LightningDataModule):
             sample_rate=audio_sample_rate(self, hp.sample_rate),
             seed=hp.seed,
             split=split,
+            landmark_style=landmark_style(self),
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -25,44 +25,9 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
     raise ImportError("data=preprocessed needs litdata, installed on its own because it requires torchvision (which "
                       "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
-from emo_lightning.data.rates import audio_sample_rate
-from emo_lightning.data.synthetic import boxes_to_mask
-
-# Where the lips lie in a face detector's box (x0, y0, x1, y1 as fractions of it): the lower middle, generous
-# enough for the head turns of talking-head video. The lip mask of a data set made without landmarks (and of a frame
-# whose lips were not found) is this region.
-MOUTH_IN_FACE_BOX = (0.2, 0.55, 0.8, 1.0)
-
-
-LIP_MARGIN = 0.15
-"""The landmark lip mask is the filled outer-lip contour grown on every side by this share of the mouth's width
-(corner to corner), so that the skin the lips move is weighted too."""
-
-
-def lip_masks(points: np.ndarray, lips_outer: np.ndarray, face_boxes: np.ndarray, resolution: int) -> np.ndarray:
-    """(F, H, W) float32 lip masks of ``resolution``² frames: each frame's outer-lip contour (``points`` (F, P, 2)
-    in pixels, ``lips_outer`` its indices, in order) filled and grown by ``LIP_MARGIN``; a frame whose lips were not
-    found (NaN) falls back to the mouth region of its face box (``mouth_boxes``)."""
-    fallback = mouth_boxes(face_boxes)
-    masks = np.zeros((len(points), resolution, resolution), np.uint8)
-    for mask, frame_points, box in zip(masks, np.asarray(points, np.float32), fallback, strict=True):
-        lips = frame_points[lips_outer]
-        if not np.isfinite(lips).all():
-            mask[:] = boxes_to_mask(box[None], resolution)
-            continue
-        contour = np.round(lips * 16).astype(np.int32)  # 4 fractional bits (shift=4): sub-pixel vertices
-        grow = max(1, round(LIP_MARGIN * float(np.ptp(lips[:, 0]))))
-        cv2.fillPoly(mask, [contour], 1, shift=4)
-        cv2.polylines(mask, [contour], True, 1, thickness=2 * grow + 1, shift=4)
-    return masks.astype(np.float32)
-
-
-def mouth_boxes(face_boxes: np.ndarray) -> np.ndarray:
-    """Face boxes (F, 4) x0, y0, x1, y1 → the mouth region of each (F, 4), by ``MOUTH_IN_FACE_BOX``."""
-    x0, y0, x1, y1 = np.asarray(face_boxes, np.float32).T
-    fx0, fy0, fx1, fy1 = MOUTH_IN_FACE_BOX
-    width, height = x1 - x0, y1 - y0
-    return np.stack([x0 + fx0 * width, y0 + fy0 * height, x0 + fx1 * width, y0 + fy1 * height], -1)
+from emo_lightning.components.face_locator.landmark_map import LandmarkMap
+from emo_lightning.data.rates import audio_sample_rate, landmark_style
+from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
 
 
 def _images(frames: np.ndarray) -> torch.Tensor:
@@ -87,7 +52,9 @@ class PreprocessedClips(StreamingDataset):
     (the training step then skips the VAE). With ``use_audio_features`` and a data set that cached the audio
     encoder's frozen features, stages 2-3 also give ``audio_features`` (F, feature_dim) of the target frames (the
     training step then runs only the encoder's trainable part). They were computed over the whole segment's audio,
-    so each frame's features saw the segment around it rather than only the sample's frames.
+    so each frame's features saw the segment around it rather than only the sample's frames. With
+    ``landmark_style`` (set for a landmark face locator), every stage also gives ``landmark_map`` (1, F, H, W): the
+    target frames' stored landmarks drawn by it.
     """
 
     def __init__(self, path: str, stage: int, resolution: int, num_frames: int, motion_frames: int, seed: int,
@@ -97,6 +64,7 @@ class PreprocessedClips(StreamingDataset):
         self.stage, self.resolution, self.seed, self.random_windows = stage, resolution, seed, random_windows
         self.num_frames, self.motion_frames, self.use_latents = num_frames, motion_frames, use_latents
         self.use_audio_features = use_audio_features
+        self.landmark_style: LandmarkMap | None = None
         self.metadata: dict[str, Any] = load_index_file(self.input_dir.path).get("emo") or {}
         if not self.metadata:
             raise ValueError(f"{path} is a LitData data set but not one written by `emo preprocess` (no 'emo' key "
@@ -116,7 +84,8 @@ class PreprocessedClips(StreamingDataset):
             frames = self._decode(item, [reference, target])
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
                       "mask": self._mask(item["boxes"][target:target + 1]),
-                      "lip_mask": self._lip_mask(item, slice(target, target + 1))}
+                      "lip_mask": self._lip_mask(item, slice(target, target + 1)),
+                      **self._landmark_map(item, slice(target, target + 1))}
             return {**sample, **self._latents(item, reference, [], [target]),
                     "sample_id": torch.tensor(self._sample_id(item))}
         n, f = self.motion_frames, self.num_frames
@@ -135,6 +104,7 @@ class PreprocessedClips(StreamingDataset):
             "audio": torch.from_numpy(np.pad(audio, (0, count - len(audio))).astype(np.float32)),
             "mask": self._mask(item["boxes"][target]),
             "lip_mask": self._lip_mask(item, target),
+            **self._landmark_map(item, target),
             "speed": torch.from_numpy(np.asarray(item["speed"][target], np.float32)),
             **self._latents(item, reference, list(range(start, start + n)), list(range(target.start, target.stop))),
             **({"audio_features": torch.from_numpy(np.asarray(item["audio_features"][target], np.float32))}
@@ -180,6 +150,14 @@ class PreprocessedClips(StreamingDataset):
         else:
             masks = np.stack([boxes_to_mask(box[None], self.resolution) for box in mouth_boxes(boxes)])
         return torch.from_numpy(masks)[None]
+
+    def _landmark_map(self, item: dict[str, Any], frames: slice) -> dict[str, torch.Tensor]:
+        """``{"landmark_map": (1, F, H, W)}`` of the frames' stored landmarks, or nothing without ``landmark_style``."""
+        if self.landmark_style is None:
+            return {}
+        points = self._scaled(np.asarray(item["landmarks"][frames], np.float32))
+        maps = self.landmark_style.draw(points, self.metadata["landmarks"]["regions"], self.resolution, self.resolution)
+        return {"landmark_map": torch.from_numpy(maps)[None]}
 
     def _scaled(self, boxes: np.ndarray) -> np.ndarray:
         return np.asarray(boxes, np.float32) * (self.resolution / self.metadata["resolution"])
@@ -289,6 +267,16 @@ class PreprocessedDataModule(pl.LightningDataModule):
                        "waveform instead")
         return False
 
+    def _landmark_style(self, metadata: dict[str, Any]) -> LandmarkMap | None:
+        """The model's landmark map style when its face locator takes landmarks; an error if the data has none."""
+        style = landmark_style(self)
+        if style is not None and not metadata.get("landmarks"):
+            raise ValueError(f"the model's face locator draws facial landmarks, but {self.hparams.path} was "
+                             "preprocessed without them (landmarks=none): run `emo preprocess` again with "
+                             "landmarks=mediapipe_mesh (the default) or landmarks=dlib68, or train with "
+                             "model/face_locator=conv")
+        return style
+
     def _eligible(self, metadata: dict[str, Any]) -> list[tuple[int, str]]:
         """``(item index, identity)`` of the items this stage can use."""
         needed = 2 if self.hparams.stage == 1 else self.hparams.motion_frames + self.hparams.num_frames
@@ -314,6 +302,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
                              f"{hp.motion_frames + hp.num_frames} frames)")
         train.use_latents = val.use_latents = self._latents_usable(meta)
         train.use_audio_features = val.use_audio_features = self._audio_features_usable(meta)
+        train.landmark_style = val.landmark_style = self._landmark_style(meta)
         held_out = split_identities([identity for _, identity in items], hp.val_fraction, hp.seed)
         self.train_set = train.subset([i for i, identity in items if identity not in held_out])
         self.val_set = val.subset([i for i, identity in items if identity in held_out]) if held_out else None

@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
+
+from emo_lightning.geometry import boxes_to_mask, head_speed
+
+if TYPE_CHECKING:
+    from emo_lightning.components.face_locator.landmark_map import LandmarkMap
 
 Color = tuple[int, int, int]
 
@@ -126,31 +132,6 @@ def mouth_from_loudness(loudness: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ head pose
-
-
-def _rotations(pose: np.ndarray) -> np.ndarray:
-    """(F, 3) yaw/pitch/roll degrees -> (F, 3, 3) rotation matrices R = Ry(yaw) Rx(pitch) Rz(roll)."""
-    yaw, pitch, roll = np.deg2rad(pose).T
-    c, s, one, zero = np.cos, np.sin, np.ones_like(yaw), np.zeros_like(yaw)
-
-    def matrix(*entries: np.ndarray) -> np.ndarray:
-        return np.stack(entries, -1).reshape(-1, 3, 3)
-
-    ry = matrix(c(yaw), zero, s(yaw), zero, one, zero, -s(yaw), zero, c(yaw))
-    rx = matrix(one, zero, zero, zero, c(pitch), -s(pitch), zero, s(pitch), c(pitch))
-    rz = matrix(c(roll), -s(roll), zero, s(roll), c(roll), zero, zero, zero, one)
-    return ry @ rx @ rz
-
-
-def head_speed(pose: np.ndarray) -> np.ndarray:
-    """Angular speed in degrees per frame: the rotation angle between consecutive head orientations.
-    The first frame has no predecessor and copies the second."""
-    r = _rotations(pose)
-    cos = (np.einsum("fij,fij->f", r[:-1], r[1:]) - 1) / 2  # trace(R_t^T R_t+1) = 1 + 2 cos(angle)
-    speed = np.rad2deg(np.arccos(np.clip(cos, -1, 1)))
-    if len(speed) == 0:  # a single frame does not move
-        return np.zeros(len(pose), np.float32)
-    return np.concatenate([speed[:1], speed]).astype(np.float32)
 
 
 def head_motion(
@@ -305,12 +286,43 @@ def mouth_masks(identity: FaceIdentity, pose: np.ndarray, resolution: int) -> np
     return _around_mouth(identity, pose, resolution, _LIP_A, _MOUTH_B + _LIP_B).astype(np.float32)
 
 
-def boxes_to_mask(boxes: np.ndarray, resolution: int) -> np.ndarray:
-    """Union of pixel boxes (F, 4) as a float32 (H, W) mask: 1 on every pixel a box touches."""
-    mask = np.zeros((resolution, resolution), np.float32)
-    for x0, y0, x1, y1 in boxes:
-        mask[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 1
-    return mask
+_LANDMARK_COUNTS = {"face_oval": 32, "right_eye": 12, "left_eye": 12, "right_eyebrow": 12, "left_eyebrow": 12,
+                    "lips_outer": 16, "lips_inner": 16}
+LANDMARK_REGIONS = {name: np.arange(start, start + count) for name, start, count in zip(
+    _LANDMARK_COUNTS, np.cumsum([0, *_LANDMARK_COUNTS.values()]), _LANDMARK_COUNTS.values(), strict=False)}
+"""Regions of :func:`face_landmarks`' points, named as a landmark model names them (``FaceLandmarks.regions``): each
+an ordered closed contour. The drawn face has no nose."""
+
+
+def face_landmarks(identity: FaceIdentity, mouth_open: np.ndarray, pose: np.ndarray, resolution: int) -> np.ndarray:
+    """The drawn face's landmark points, exactly: float32 (F, P, 2) x, y in pixels (``LANDMARK_REGIONS``), contours
+    sampled along the ellipses that ``render_faces`` paints (face, eyes, eyebrows, lips, mouth interior)."""
+    pose = np.asarray(pose, np.float64).reshape(-1, 3)
+    ax, ay = identity.face_axes
+    fx, fy = (np.asarray(v, np.float64).reshape(-1) for v in _feature_offset(identity, pose))
+    half = np.broadcast_to(np.asarray(mouth_open, np.float64).reshape(-1), fx.shape) * _MOUTH_B * ay
+    one = np.ones_like(fx)
+    mouth_y = fy + _MOUTH_Y * ay
+    ellipses = {  # centre x, centre y, half-width, half-height in face-local coordinates, each (F,)
+        "face_oval": (0 * one, 0 * one, ax * one, ay * one),
+        "right_eye": (fx - 0.36 * ax, fy - 0.22 * ay, 0.13 * ax * one, 0.09 * ay * one),  # the subject's own right
+        "left_eye": (fx + 0.36 * ax, fy - 0.22 * ay, 0.13 * ax * one, 0.09 * ay * one),
+        "right_eyebrow": (fx - 0.36 * ax, fy - 0.42 * ay, 0.17 * ax * one, 0.05 * ay * one),
+        "left_eyebrow": (fx + 0.36 * ax, fy - 0.42 * ay, 0.17 * ax * one, 0.05 * ay * one),
+        "lips_outer": (fx, mouth_y, _LIP_A * ax * one, half + _LIP_B * ay),
+        "lips_inner": (fx, mouth_y, _MOUTH_A * ax * one, half),
+    }
+    contours = []
+    for name, count in _LANDMARK_COUNTS.items():
+        cx, cy, a, b = (v[:, None] for v in ellipses[name])
+        angle = 2 * np.pi * np.arange(count) / count
+        contours.append(np.stack([cx + a * np.cos(angle), cy + b * np.sin(angle)], -1))
+    x, y = np.moveaxis(np.concatenate(contours, 1), -1, 0)
+    hx, hy = _head_centre(pose)
+    roll = np.deg2rad(pose[:, 2])[:, None]
+    u = np.cos(roll) * x - np.sin(roll) * y + hx[:, None]  # back from face-local to frame coordinates
+    v = np.sin(roll) * x + np.cos(roll) * y + hy[:, None]
+    return ((np.stack([u, v], -1) + 1) / 2 * resolution).astype(np.float32)
 
 
 # -------------------------------------------------------------------------------------------- clips
@@ -326,7 +338,7 @@ def make_clip(
 ) -> dict[str, np.ndarray]:
     """A talking-face clip: `frames` uint8 (F, H, W, 3), `audio` float32 (S,) with S = round(F * sr / fps),
     `loudness`, `mouth_open`, `speed` (F,), `pose` (F, 3) degrees, `boxes` (F, 4) pixels, `mask` (H, W) and
-    `lip_mask` (F, H, W) (see `mouth_masks`)."""
+    `lip_mask` (F, H, W) (see `mouth_masks`) and `landmarks` (F, P, 2) pixels (see `face_landmarks`)."""
     rng = np.random.default_rng(rng_or_seed)
     identity = identity or FaceIdentity.sample(rng)
     audio, loudness = synth_speech(rng, num_frames / fps, sample_rate, fps)
@@ -343,6 +355,7 @@ def make_clip(
         "boxes": boxes,
         "mask": boxes_to_mask(boxes, resolution),
         "lip_mask": mouth_masks(identity, pose, resolution),
+        "landmarks": face_landmarks(identity, mouth_open, pose, resolution),
     }
 
 
@@ -364,7 +377,9 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
     S = round(F * sample_rate / fps) aligned with the targets, and per target frame `speed`, `mouth_open`,
     `loudness` (F,) and `pose` (F, 3). Every stage has `mask` (1, H, W), the union of the face boxes, and
     `lip_mask` (1, F, H, W), the mouth region of each target frame (for `lip_loss_weight`), and `sample_id`, the
-    item's index (it seeds the item's noise in training: see :mod:`emo_lightning.training.draws`).
+    item's index (it seeds the item's noise in training: see :mod:`emo_lightning.training.draws`). With
+    ``landmark_style`` (a landmark face locator's), every stage also has ``landmark_map`` (1, F, H, W): the target
+    frames' landmarks (:func:`face_landmarks`) drawn by it.
     """
 
     def __init__(
@@ -378,6 +393,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
         sample_rate: int = 16000,
         seed: int = 0,
         split: str = "train",
+        landmark_style: LandmarkMap | None = None,
     ) -> None:
         if stage not in (1, 2, 3):
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
@@ -392,6 +408,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
         self.sample_rate = sample_rate
         self.seed = seed
         self.split = split
+        self.landmark_style = landmark_style
 
     def __len__(self) -> int:
         return self.num_samples
@@ -412,6 +429,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
             ref, target = rng.choice(len(clip["frames"]), 2, replace=False)
             mask = boxes_to_mask(clip["boxes"][target : target + 1], self.resolution)
             return {
+                **self._landmark_map(clip, slice(target, target + 1)),
                 "reference": _images(clip["frames"][ref]),
                 "frames": _images(clip["frames"][target : target + 1]),
                 "mask": torch.from_numpy(mask)[None],
@@ -425,6 +443,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
         audio = clip["audio"][start : start + length]
         target = slice(n, None)
         return {
+            **self._landmark_map(clip, target),
             "reference": _images(render_face(identity, 0.0, tuple(clip["pose"][0]), self.resolution)),
             "motion": _images(clip["frames"][:n]),
             "frames": _images(clip["frames"][target]),
@@ -437,3 +456,10 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
             "pose": torch.from_numpy(clip["pose"][target]),
             "sample_id": torch.tensor(index),
         }
+
+    def _landmark_map(self, clip: dict[str, np.ndarray], frames: slice) -> dict[str, torch.Tensor]:
+        """``{"landmark_map": (1, F, H, W)}`` of the clip's ``frames``, or nothing without ``landmark_style``."""
+        if self.landmark_style is None:
+            return {}
+        maps = self.landmark_style.draw(clip["landmarks"][frames], LANDMARK_REGIONS, self.resolution, self.resolution)
+        return {"landmark_map": torch.from_numpy(maps)[None]}

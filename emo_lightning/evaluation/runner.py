@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
 from emo_lightning.data import FaceIdentity, SyntheticTalkingFaces, render_face
+from emo_lightning.data.synthetic import LANDMARK_REGIONS
 from emo_lightning.evaluation.metrics import boundary_ratio, identity_color_error, measure_mouth_series, pearson
 from emo_lightning.pipeline import EMOPipeline
 
@@ -45,6 +47,11 @@ class HeldOutExample:
     def speed(self) -> float:
         return float(np.median(self.clip["speed"]))
 
+    @property
+    def landmarks(self) -> LandmarkTrack:
+        """The clip's own landmarks (its head motion), for a face locator that draws them."""
+        return LandmarkTrack(self.clip["landmarks"], LANDMARK_REGIONS)
+
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """(3, F, H, W) in [-1, 1] → uint8 (F, H, W, 3)."""
@@ -54,8 +61,9 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 def generate_frames(pipeline: EMOPipeline, example: HeldOutExample, waveform: np.ndarray, seed: int = 0
                     ) -> np.ndarray:
     """Generate the example's video for ``waveform`` → (F, H, W, 3) uint8."""
-    video = pipeline(example.image, torch.from_numpy(waveform), example.mask, num_frames=len(example.clip["frames"]),
-                     speed=example.speed, seed=seed)
+    video = pipeline(example.image, torch.from_numpy(waveform), example.mask,
+                     total_frames=len(example.clip["frames"]),
+                     speed=example.speed, seed=seed, landmarks=example.landmarks)
     return to_uint8(video[0])
 
 

@@ -65,8 +65,9 @@ class HeldOutEvaluation(pl.Callback):
             name = f"rank{trainer.global_rank}_batch{batch_idx}_item{b}"
             path = self.output / "videos" / f"{name}.mp4"
             speed = float(batch["speed"][b].median()) if "speed" in batch else None
+            maps = batch["landmark_map"][b : b + 1] if "landmark_map" in batch else None
             self.pipeline.write_video(path, batch["frames"][b, :, 0], batch["audio"][b], batch["mask"][b],
-                                      seed=self.seed, steps=self.steps, speed=speed)
+                                      seed=self.seed, steps=self.steps, speed=speed, landmarks=maps)
             frames, fps = read_video(path)
             truth = to_uint8_frames(batch["frames"][b])
             self.scorer.update(Video(name, frames, fps, load_audio(path, rate, from_first_frame=True), rate,

@@ -1,11 +1,10 @@
 """Audio tokens for a long waveform, encoded in overlapping windows so that memory stays bounded.
 
-One pass of an audio encoder over a whole waveform grows with its length: wav2vec2-base takes +85 MB for
-5 s of audio, +322 MB for 20 s and +947 MB for 60 s (measured on a CPU), and a song of several minutes
-would take gigabytes. Audio longer than ``window_s + 2·context_s`` is cut into windows of ``window_s``,
-each encoded with ``context_s`` of audio on both sides that is then dropped, so every kept frame sees at
-least ``context_s`` of its neighbourhood. Shorter audio is encoded in one pass, exactly as before. The
-default 10 s + 2 × 2 s keeps each pass within wav2vec2's pre-training crops (15.6 s).
+One pass of an audio encoder over a whole waveform grows with its length (wav2vec2-base: see the README's results),
+so a song of several minutes would take gigabytes. Audio longer than ``window_s + 2·context_s`` is cut into windows
+of ``window_s``, each encoded with ``context_s`` of audio on both sides that is then dropped, so every kept frame
+sees at least ``context_s`` of its neighbourhood. Shorter audio is encoded in one pass. The default 10 s + 2 × 2 s
+keeps each pass within wav2vec2's pre-training crops (15.6 s).
 
 Cuts fall on the encoder's own feature grid (``feature_rate``) where the frame rate allows it, so an encoder that
 looks only at nearby audio gives the tokens of one pass. An encoder with fixed windows of its own

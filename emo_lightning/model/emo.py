@@ -106,7 +106,11 @@ class EMO(nn.Module):
         """The backbone's prediction for ``(B, C, F', h, w)`` noisy latents at ``timesteps`` (B,), with the face
         locator's residual added to every latent frame and the window positions to the audio tokens."""
         if conditions.face is not None:
-            noisy = noisy + conditions.face[:, :, None].to(noisy.dtype)
+            f = noisy.shape[2]
+            face = conditions.face if conditions.face.ndim == 5 else conditions.face[:, :, None]
+            if face.shape[2] not in (1, f):  # a residual per video frame, resampled to the latent frames
+                face = nn.functional.adaptive_avg_pool3d(face, (f, *face.shape[-2:]))
+            noisy = noisy + face.to(noisy.dtype)
         audio = conditions.audio
         if audio is not None and self.audio_positions is not None:
             audio = audio + self.audio_positions.to(audio.dtype)

@@ -1,7 +1,7 @@
 """Job lists for ``emo predict jobs=FILE``: one video per row of a CSV (with a header) or JSONL file.
 
-Columns: ``image``, ``audio``, ``output`` and, optionally, any of :data:`CONTROLS`; an empty cell takes the
-value given on the command line (or the model's default). Relative paths are relative to the job file.
+Columns: ``image``, ``audio``, ``output`` and, optionally, ``pose_video`` and any of :data:`CONTROLS`; an empty cell
+takes the value given on the command line (or the model's default). Relative paths are relative to the job file.
 The whole file is checked before anything runs, so a typo fails at once rather than after hours.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 from emo_lightning.pipeline.settings import CONTROL_TYPES
 
 PATHS = ("image", "audio", "output")
+OPTIONAL_PATHS = ("pose_video",)  # a driving video whose head motion a landmark face locator follows
 CONTROLS: dict[str, type] = {**CONTROL_TYPES, "resolution": int, "face_detector": str}
 """The generation controls, and how the portrait is read."""
 
@@ -58,15 +59,18 @@ def _json_row(line: str, path: Path, number: int) -> dict[str, Any]:
 
 def _job(row: dict[str, Any], path: Path, line: int, defaults: dict[str, Any]) -> dict[str, Any]:
     where = f"{path}:{line}"
-    unknown = sorted(str(k) for k in row if k not in PATHS and k not in CONTROLS)
+    unknown = sorted(str(k) for k in row if k not in PATHS and k not in OPTIONAL_PATHS and k not in CONTROLS)
     if unknown:
-        raise JobFileError(f"{where}: unknown column(s) {unknown}; columns are {[*PATHS, *CONTROLS]}")
+        raise JobFileError(f"{where}: unknown column(s) {unknown}; columns are {[*PATHS, *OPTIONAL_PATHS, *CONTROLS]}")
     job: dict[str, Any] = {}
     for key in PATHS:
         value = row.get(key)
         if value in (None, ""):
             raise JobFileError(f"{where}: the job has no {key!r}")
         job[key] = str(path.parent / str(value).strip())
+    for key in OPTIONAL_PATHS:
+        value = row.get(key)
+        job[key] = defaults.get(key) if value in (None, "") else str(path.parent / str(value).strip())
     for key, kind in CONTROLS.items():
         value = row.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):

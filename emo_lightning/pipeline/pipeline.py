@@ -22,6 +22,7 @@ from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.components.base import Conditions
+from emo_lightning.components.face_locator.landmark_map import LandmarkMaps, LandmarkTrack, landmark_maps
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO
 from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
@@ -136,28 +137,32 @@ class EMOPipeline:
 
     @torch.no_grad()
     def clips(self, image: Tensor | str | Path, audio: Tensor | np.ndarray | str | Path, mask: Tensor | None = None,
-              face_detector: DetectorSpec | None = None, num_frames: int | None = None,
-              on_step: Callable[[Progress], None] | None = None, **controls: Any) -> Iterator[Tensor]:
-        """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] until the audio's length (or ``num_frames``) is covered.
+              face_detector: DetectorSpec | None = None, total_frames: int | None = None,
+              landmarks: LandmarkTrack | Tensor | None = None, on_step: Callable[[Progress], None] | None = None,
+              **controls: Any) -> Iterator[Tensor]:
+        """Yield clips ``(B, 3, n, H, W)`` in [-1, 1] until the audio's length (or ``total_frames``) is covered.
 
         ``image``: a portrait file (its face found by ``face_detector`` and cropped to the model's resolution, see
         :func:`~emo_lightning.pipeline.portrait.load_portrait`) or a tensor (B, 3, H, W) / (3, H, W) in [-1, 1] with
         its face ``mask`` (B, 1, H, W). ``audio``: a file, or a waveform (B, S) / (S,) at :attr:`sample_rate`.
-        ``controls``: any of :class:`GenerationSettings` (None keeps the pipeline's). ``on_step`` is called after
-        every denoising step.
+        ``landmarks``: the face's landmarks per frame (a track of points, or maps (B, 1, F, H, W)), which a face
+        locator that draws them needs (see :mod:`emo_lightning.data.face_landmarks`). ``controls``: any of
+        :class:`GenerationSettings` (None keeps the pipeline's). ``on_step`` is called after every denoising step.
         """
         settings = self.settings.override(**controls)
         image, mask = self._portrait(image, mask, face_detector)
         waveform = self._waveform(audio, image.shape[0])
-        total = num_frames or round(waveform.shape[-1] / self.sample_rate * settings.fps)
+        total = total_frames or round(waveform.shape[-1] / self.sample_rate * settings.fps)
         if total < 1:
             raise ValueError("the audio is shorter than one video frame")
         generator = torch.Generator(self.device).manual_seed(int(settings.seed))
-        yield from self._clips(image, waveform, mask, total, settings, generator, on_step)
+        maps = landmark_maps(landmarks, self.model.face_locator.landmark_style, *image.shape[-2:])
+        yield from self._clips(image, waveform, mask, maps, total, settings, generator, on_step)
 
     def write_video(self, output: str | Path, image: Tensor | str | Path, audio: Tensor | np.ndarray | str | Path,
                     mask: Tensor | None = None, face_detector: DetectorSpec | None = None,
-                    on_step: Callable[[Progress], None] | None = None, **controls: Any) -> str:
+                    landmarks: LandmarkTrack | Tensor | None = None, on_step: Callable[[Progress], None] | None = None,
+                    **controls: Any) -> str:
         """Write an H.264 MP4 of the first video, its audio muxed in, encoding each clip as it is made."""
         from einops import rearrange
 
@@ -168,7 +173,7 @@ class EMOPipeline:
         waveform = self._waveform(audio, 1)
         with Mp4Writer(output, fps=settings.fps, width=image.shape[-1], height=image.shape[-2],
                        audio=waveform[0].float().cpu().numpy(), sample_rate=self.sample_rate) as writer:
-            for clip in self.clips(image[:1], waveform, mask[:1], on_step=on_step, **controls):
+            for clip in self.clips(image[:1], waveform, mask[:1], landmarks=landmarks, on_step=on_step, **controls):
                 writer.write(rearrange(clip[0], "c f h w -> f c h w").float().cpu())
         return str(output)
 
@@ -199,7 +204,7 @@ class EMOPipeline:
         return waveform.reshape(1, -1).expand(batch, -1) if waveform.ndim == 1 else waveform
 
     # ---- the clip loop ------------------------------------------------------------------------------------------
-    def _clips(self, reference: Tensor, waveform: Tensor, mask: Tensor, total_frames: int,
+    def _clips(self, reference: Tensor, waveform: Tensor, mask: Tensor, maps: LandmarkMaps | None, total_frames: int,
                settings: GenerationSettings, generator: torch.Generator,
                on_step: Callable[[Progress], None] | None) -> Iterator[Tensor]:
         model, layout, vae, b = self.model, self.layout, self.model.vae, reference.shape[0]
@@ -211,7 +216,6 @@ class EMOPipeline:
             features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
         rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
         reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
-        face = model.face_locator(mask).repeat(len(branches), 1, 1, 1)
         audio = encode_audio(model.audio_encoder, waveform, total_frames) if layout.uses_audio else None
         per_clip = layout.num_frames
         clips = math.ceil(total_frames / per_clip)
@@ -219,7 +223,7 @@ class EMOPipeline:
         history: Tensor | None = None  # the last motion_frames frames made, decoded pixels
         for index, start in enumerate(range(0, total_frames, per_clip)):
             n = min(per_clip, total_frames - start)
-            conditions = Conditions(reference_features, face)
+            conditions = Conditions(reference_features, self._face(mask, maps, start, n, len(branches)))
             if layout.temporal:
                 with autocast(settings.precision, ref_latents.device):
                     conditions.motion = self._motion(history, ref_latents, len(branches))
@@ -243,6 +247,20 @@ class EMOPipeline:
                 history = frames if history is None else torch.cat([history, frames], 2)
                 history = history[:, :, -layout.motion_frames:]
             yield frames.clamp(-1, 1)
+
+    def _face(self, mask: Tensor, maps: LandmarkMaps | None, start: int, count: int, copies: int) -> Tensor:
+        """The face locator's residual for frames ``start … start + count - 1``, repeated for the guidance
+        branches."""
+        locator = self.model.face_locator
+        if maps is None:
+            if locator.landmark_style is not None:
+                raise ValueError(f"this model's face locator ({type(locator).__name__}) draws facial landmarks: "
+                                 "give the face's landmarks (emo predict takes them from the portrait, or from a "
+                                 "driving video with pose_video=<video>)")
+            return locator(mask).repeat(copies, 1, 1, 1)
+        clip_maps = maps(start, count).to(mask)
+        face = locator(mask, clip_maps.expand(mask.shape[0], -1, -1, -1, -1))
+        return face.repeat(copies, *[1] * (face.ndim - 1))
 
     def _motion(self, history: Tensor | None, ref_latents: Tensor, copies: int) -> dict[str, Tensor]:
         """Motion features of the last ``motion_frames`` frames made (as training encodes ``batch["motion"]``)."""

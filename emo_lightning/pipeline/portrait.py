@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
+from emo_lightning.geometry import central_face_mask, square_crop
 from emo_lightning.media import load_image
 
 NO_DETECTOR = "none"
@@ -24,23 +24,6 @@ BlazeFace full-range found the face in every frame and portrait of ``benchmarks/
 
 DetectorSpec = str | dict[str, Any]
 """A registered ``face_detector`` name, or a mapping of its ``name`` and keyword arguments."""
-
-
-def square_crop(image: np.ndarray, resolution: int) -> np.ndarray:
-    """Centre square crop resized to ``resolution``² (uint8 HWC)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(image[top:top + side, left:left + side])
-    return np.array(crop.resize((resolution, resolution), Image.Resampling.LANCZOS))
-
-
-def central_face_mask(resolution: int, margin: float = 0.15) -> np.ndarray:
-    """The face-region mask for an already-cropped portrait: the central box, (H, W) float32."""
-    mask = np.zeros((resolution, resolution), np.float32)
-    lo, hi = round(margin * resolution), round((1 - margin) * resolution)
-    mask[lo:hi, lo:hi] = 1.0
-    return mask
 
 
 def _split(spec: DetectorSpec) -> tuple[str, dict[str, Any]]:

@@ -14,7 +14,9 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from emo_lightning.data.rates import audio_sample_rate
+from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
+from emo_lightning.data.face_landmarks import DEFAULT_LANDMARKS, LandmarksSpec, job_landmarks
+from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.media import load_audio
 from emo_lightning.pipeline.job_files import read_jobs
 from emo_lightning.pipeline.pipeline import EMOPipeline
@@ -28,13 +30,15 @@ class JobsFailed(ValueError):
 
 
 class GenerationJobs(Dataset):
-    """One item per job: the cropped portrait, its face mask, the audio, the output path and the controls.
-    An item whose inputs cannot be read carries ``error`` instead of tensors."""
+    """One item per job: the cropped portrait, its face mask, the audio, the output path and the controls, and
+    ``landmarks`` (a :class:`LandmarkTrack`) when ``landmarks`` names the landmark model of a model whose face locator
+    draws them (``fps``: the model's). An item whose inputs cannot be read carries ``error`` instead of tensors."""
 
     def __init__(self, jobs: list[dict[str, Any]], resolution: int, sample_rate: int | None,
-                 face_detector: DetectorSpec):
+                 face_detector: DetectorSpec, landmarks: LandmarksSpec | None = None, fps: float = 25.0):
         self.jobs, self.resolution = jobs, resolution
         self.sample_rate, self.face_detector = sample_rate, face_detector
+        self.landmarks, self.fps = landmarks, fps
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -44,12 +48,26 @@ class GenerationJobs(Dataset):
         item = {"index": index, "count": len(self.jobs), "output": str(job["output"]),
                 "controls": {k: job.get(k) for k in CONTROLS}}
         try:
-            image, mask = load_portrait(job["image"], job.get("resolution") or self.resolution,
-                                        job.get("face_detector") or self.face_detector)
+            resolution = job.get("resolution") or self.resolution
+            detector = job.get("face_detector") or self.face_detector
+            image, mask = load_portrait(job["image"], resolution, detector)
             audio = torch.from_numpy(load_audio(job["audio"], self.sample_rate))
+            item["landmarks"] = self._landmarks(job, resolution, detector, len(audio))
         except Exception as err:  # any unreadable input fails this job only
             return {**item, "error": _describe(err)}
         return {**item, "image": image, "mask": mask, "audio": audio}
+
+    def _landmarks(self, job: dict[str, Any], resolution: int, detector: DetectorSpec, samples: int
+                   ) -> LandmarkTrack | None:
+        """The job's landmark track (the portrait's, or ``pose_video``'s motion on it), for models that use one."""
+        if self.landmarks is None:
+            if job.get("pose_video"):
+                raise ValueError("pose_video drives a face locator that draws landmarks (model.face_locator "
+                                 "landmarks); this model's face locator takes none")
+            return None
+        fps = job.get("fps") or self.fps
+        return job_landmarks(job["image"], resolution, detector, self.landmarks, job.get("pose_video"), fps,
+                             count=max(1, round(samples / self.sample_rate * fps)))
 
 
 def collate_jobs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,7 +83,7 @@ def run_job(pipeline: EMOPipeline, job: dict[str, Any]) -> dict[str, Any]:
         with StepBar(f"{label} {Path(job['output']).name}") as bar:
             try:
                 pipeline.write_video(job["output"], job["image"], job["audio"], job["mask"], on_step=bar,
-                                     **job["controls"])
+                                     landmarks=job.get("landmarks"), **job["controls"])
             except Exception as err:  # a failed job must not stop the others
                 error = _describe(err)
     if error is not None and job["count"] > 1:  # reported as it happens; a single job's error ends the run
@@ -96,17 +114,21 @@ class PredictDataModule(pl.LightningDataModule):
     """The jobs of one ``emo predict`` run: ``image``/``audio``/``output``, or the rows of a ``jobs`` file
     (CSV/JSONL, see :mod:`emo_lightning.pipeline.job_files`). The controls given here (see
     :class:`~emo_lightning.pipeline.settings.GenerationSettings`) are every job's defaults; None takes the model's own
-    (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them."""
+    (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them.
+    For a model whose face locator draws landmarks, ``landmarks`` (a landmark model) finds them on the portrait, or
+    on the face of ``pose_video`` (a driving video whose head motion the video follows; see
+    :mod:`emo_lightning.data.face_landmarks`)."""
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
                  jobs: str | None = None, resolution: int = 512, sample_rate: int | None = None,
                  face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int | None = None, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
-                 speed: float | None = None, sampler: str | None = None, fps: float | None = None):
+                 speed: float | None = None, sampler: str | None = None, fps: float | None = None,
+                 landmarks: LandmarksSpec = DEFAULT_LANDMARKS, pose_video: str | None = None):
         super().__init__()
         controls = {"seed": seed, "steps": steps, "guidance_reference": guidance_reference,
                     "guidance_audio": guidance_audio, "speed": speed, "sampler": sampler, "fps": fps,
-                    "resolution": resolution, "face_detector": face_detector}
+                    "resolution": resolution, "face_detector": face_detector, "pose_video": pose_video}
         if jobs is not None:
             if image is not None or audio is not None:
                 raise ValueError("give either jobs=<file> or image=… audio=…, not both")
@@ -114,15 +136,18 @@ class PredictDataModule(pl.LightningDataModule):
         else:
             if image is None or audio is None:
                 raise ValueError("emo predict needs image=<portrait> and audio=<speech>, or jobs=<csv/jsonl file>")
-            for kind, path in (("image", image), ("audio", audio)):
-                if not Path(path).is_file():
+            for kind, path in (("image", image), ("audio", audio), ("pose_video", pose_video)):
+                if path is not None and not Path(path).is_file():
                     raise FileNotFoundError(f"{kind} file {path} does not exist")
             job_list = [{"image": image, "audio": audio, "output": output, **controls}]
-        self.sample_rate = sample_rate
+        self.sample_rate, self.landmarks = sample_rate, landmarks
         self.jobs = GenerationJobs(job_list, resolution, sample_rate, face_detector)
 
     def setup(self, stage: str) -> None:
         self.jobs.sample_rate = audio_sample_rate(self, self.sample_rate)
+        self.jobs.landmarks = self.landmarks if landmark_style(self) is not None else None
+        if self.trainer is not None:
+            self.jobs.fps = self.trainer.lightning_module.hparams.fps
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.jobs, batch_size=1, collate_fn=collate_jobs)

@@ -12,14 +12,8 @@ import numpy as np
 import torch
 
 from emo_lightning.components.base import VAE, AudioEncoder, FaceDetector, FaceLandmarks, PoseEstimator
-from emo_lightning.preprocess.crop import (
-    DEFAULT_MARGIN,
-    DEFAULT_MIN_FACE,
-    boxes_in_crop,
-    crop_frames,
-    points_in_crop,
-    square_region,
-)
+from emo_lightning.geometry import DEFAULT_MARGIN, boxes_in_crop, crop_frames, points_in_crop, square_region
+from emo_lightning.preprocess.crop import DEFAULT_MIN_FACE
 from emo_lightning.preprocess.decode import aligned_audio, audio_span, has_audio, resampled_frames, segments
 from emo_lightning.preprocess.faces import face_track
 

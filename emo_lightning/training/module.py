@@ -15,7 +15,7 @@ from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
-from emo_lightning.pipeline import EMOPipeline, GenerationSettings
+from emo_lightning.pipeline import EMOPipeline, GenerationSettings, build_scheduler
 from emo_lightning.training.checkpoint import (
     check_state_dict,
     generation_weights,
@@ -114,17 +114,13 @@ class EMOLightningModule(pl.LightningModule):
         self.model = EMO(backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
                          gradient_checkpointing=gradient_checkpointing)
         self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
-        self.train_scheduler = self._scheduler(train_scheduler or {"name": "ddpm"})
+        self.train_scheduler = build_scheduler(train_scheduler or {"name": "ddpm"}, self.noise_schedule)
         self.trainable_counts = apply_trainable(self.model, trainable or STAGE_GROUPS[stage])
         self.lora = check_spec(lora, trainable or STAGE_GROUPS[stage]) if lora else None
         if self.lora:
             self.trainable_counts = add_lora(self.model, self.lora)
         self.dropout = {"reference": 0.05, "audio": 0.05, "motion": 0.1, **(condition_dropout or {})}
         self.strict_loading = False  # frozen pretrained weights are left out of checkpoints: see checkpoint.py
-
-    def _scheduler(self, spec: dict[str, Any]) -> Any:
-        spec = dict(spec)
-        return registry.build("scheduler", spec.pop("name"), **{**self.noise_schedule, **spec})
 
     # ---- stages -------------------------------------------------------------------------------------
     @property
@@ -188,7 +184,7 @@ class EMOLightningModule(pl.LightningModule):
             ref_latents = self._latents(batch, "reference")
         keep_ref = self._keep("reference", draws, training)
         conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None, None]),
-                                face=model.face_locator(batch["mask"]))
+                                face=model.face_locator(batch["mask"], self._landmark_map(batch)))
         if self.uses_video:
             num_frames = batch["frames"].shape[2]
             with torch.no_grad():
@@ -200,6 +196,17 @@ class EMOLightningModule(pl.LightningModule):
         if self.uses_speed:
             conditions.speed = model.speed_encoder(batch["speed"])
         return conditions
+
+    def _landmark_map(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """``batch["landmark_map"]`` (B, 1, F, H, W) for a face locator that draws landmarks, else None."""
+        if self.model.face_locator.landmark_style is None:
+            return None
+        if "landmark_map" not in batch:
+            raise ValueError(f"face locator {self.hparams.face_locator['name']!r} needs a `landmark_map` in every "
+                             "batch, and this data gives none: train on data with landmarks (data=synthetic, or "
+                             "data=preprocessed from `emo preprocess landmarks=mediapipe_mesh`, the default) with "
+                             "the model attached to the data module, or choose model/face_locator=conv")
+        return batch["landmark_map"]
 
     def diffusion_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
         with torch.no_grad():

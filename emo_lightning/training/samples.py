@@ -99,7 +99,8 @@ class ValidationSamples(pl.Callback):
             item = dataset[index]
             path = folder / f"validation_{index}.mp4"
             audio = item["audio"] if "audio" in item else torch.zeros(round(rate / fps))
-            pipeline.write_video(path, item["reference"], audio, item["mask"], seed=self.seed)
+            maps = item["landmark_map"][None] if "landmark_map" in item else None
+            pipeline.write_video(path, item["reference"], audio, item["mask"], seed=self.seed, landmarks=maps)
             frames, _ = read_video(path)
             samples.append(GeneratedSample(path.stem, frames, _uint8(item["reference"]), audio.numpy(), rate, fps,
                                            _uint8(item["frames"])))

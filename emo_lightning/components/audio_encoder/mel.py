@@ -33,8 +33,8 @@ def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int) -> Tensor:
 class MelAudioEncoder(AudioEncoder):
     """Log-mel spectrogram (25 ms windows, 10 ms hop) → 1-D convs → LayerNorm → frame-rate tokens.
 
-    The LayerNorm gives the tokens unit scale, as wav2vec2's head does: unnormalised, they came out ~0.05
-    and the audio-attention they feed barely moved the backbone's output (measured in issue 5).
+    The LayerNorm gives the tokens unit scale, as wav2vec2's head does: unnormalised they come out small, and the
+    audio-attention they feed barely moves the backbone's output.
     """
 
     def __init__(self, output_dim: int = 32, window: int = 2, num_mels: int = 40, hidden_dim: int = 64,

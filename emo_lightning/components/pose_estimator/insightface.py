@@ -6,7 +6,7 @@ import numpy as np
 
 from emo_lightning.components.base import PoseEstimator
 from emo_lightning.components.face_detector.insightface import face_analysis
-from emo_lightning.data.synthetic import head_speed
+from emo_lightning.geometry import head_speed
 from emo_lightning.registry import register
 
 
