@@ -8,7 +8,7 @@ keys and values projected once per video, motion-frame rows skipped in the tempo
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -96,5 +96,4 @@ def branch_rows(conditions: Conditions, start: int, stop: int) -> Conditions:
             return {k: v[start:stop] for k, v in value.items()}
         return None if value is None else value[start:stop]
 
-    return Conditions(rows(conditions.reference), rows(conditions.face), rows(conditions.motion),
-                      rows(conditions.audio), rows(conditions.speed))
+    return Conditions(**{f.name: rows(getattr(conditions, f.name)) for f in fields(conditions)})
