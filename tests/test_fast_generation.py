@@ -67,7 +67,7 @@ def test_reference_attention_projects_the_reference_once_per_video() -> None:
 
 def _video(module, **controls) -> torch.Tensor:
     audio = torch.randn(1, 8000, generator=torch.Generator().manual_seed(9)) * 0.1
-    return module.pipeline()(torch.zeros(1, 3, 32, 32), audio, torch.ones(1, 1, 32, 32), num_frames=8, steps=4,
+    return module.pipeline()(torch.zeros(1, 3, 32, 32), audio, torch.ones(1, 1, 32, 32), total_frames=8, steps=4,
                              **controls)
 
 
