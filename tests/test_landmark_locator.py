@@ -15,11 +15,11 @@ from PIL import Image
 
 from emo_lightning.cli import main
 from emo_lightning.components.face_locator.landmark_map import LandmarkMap, LandmarkTrack
-from emo_lightning.data.face_landmarks import job_landmarks, onto_portrait
 from emo_lightning.data.preprocessed import PreprocessedDataModule
 from emo_lightning.data.synthetic import LANDMARK_REGIONS, FaceIdentity, face_landmarks, render_faces
 from emo_lightning.media import Mp4Writer, load_audio, probe_video, read_video
 from emo_lightning.model import Conditions
+from emo_lightning.pipeline.landmarks import job_landmarks, onto_portrait
 from emo_lightning.pipeline.portrait import load_portrait
 from emo_lightning.preprocess import Settings
 from emo_lightning.preprocess.runner import run

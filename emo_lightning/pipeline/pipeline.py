@@ -146,7 +146,7 @@ class EMOPipeline:
         :func:`~emo_lightning.pipeline.portrait.load_portrait`) or a tensor (B, 3, H, W) / (3, H, W) in [-1, 1] with
         its face ``mask`` (B, 1, H, W). ``audio``: a file, or a waveform (B, S) / (S,) at :attr:`sample_rate`.
         ``landmarks``: the face's landmarks per frame (a track of points, or maps (B, 1, F, H, W)), which a face
-        locator that draws them needs (see :mod:`emo_lightning.data.face_landmarks`). ``controls``: any of
+        locator that draws them needs (see :mod:`emo_lightning.pipeline.landmarks`). ``controls``: any of
         :class:`GenerationSettings` (None keeps the pipeline's). ``on_step`` is called after every denoising step.
         """
         settings = self.settings.override(**controls)

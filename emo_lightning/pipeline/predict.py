@@ -15,10 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
-from emo_lightning.data.face_landmarks import DEFAULT_LANDMARKS, LandmarksSpec, job_landmarks
 from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.media import load_audio
 from emo_lightning.pipeline.job_files import read_jobs
+from emo_lightning.pipeline.landmarks import DEFAULT_LANDMARKS, LandmarksSpec, job_landmarks
 from emo_lightning.pipeline.pipeline import EMOPipeline
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.pipeline.settings import CONTROLS
@@ -117,7 +117,7 @@ class PredictDataModule(pl.LightningDataModule):
     (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them.
     For a model whose face locator draws landmarks, ``landmarks`` (a landmark model) finds them on the portrait, or
     on the face of ``pose_video`` (a driving video whose head motion the video follows; see
-    :mod:`emo_lightning.data.face_landmarks`)."""
+    :mod:`emo_lightning.pipeline.landmarks`)."""
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
                  jobs: str | None = None, resolution: int = 512, sample_rate: int | None = None,
