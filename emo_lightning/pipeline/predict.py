@@ -124,11 +124,17 @@ class PredictDataModule(pl.LightningDataModule):
                  face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int | None = None, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
                  speed: float | None = None, sampler: str | None = None, fps: float | None = None,
+                 guidance_max_noise: float | None = None, guidance_min_noise: float | None = None,
+                 cache_threshold: float | None = None, precision: str | None = None,
+                 channels_last: bool | None = None, compile: bool | None = None,
                  landmarks: LandmarksSpec = DEFAULT_LANDMARKS, pose_video: str | None = None):
         super().__init__()
         controls = {"seed": seed, "steps": steps, "guidance_reference": guidance_reference,
                     "guidance_audio": guidance_audio, "speed": speed, "sampler": sampler, "fps": fps,
-                    "resolution": resolution, "face_detector": face_detector, "pose_video": pose_video}
+                    "guidance_max_noise": guidance_max_noise, "guidance_min_noise": guidance_min_noise,
+                    "cache_threshold": cache_threshold, "precision": precision, "channels_last": channels_last,
+                    "compile": compile, "resolution": resolution, "face_detector": face_detector,
+                    "pose_video": pose_video}
         if jobs is not None:
             if image is not None or audio is not None:
                 raise ValueError("give either jobs=<file> or image=… audio=…, not both")

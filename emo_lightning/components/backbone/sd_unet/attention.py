@@ -66,11 +66,17 @@ class ReferenceAttnProcessor(_Processor):
         if torch.is_grad_enabled():
             return attn.to_k(reference), attn.to_v(reference)
         device = reference.device.type
-        stamp = (reference._version, attn.to_k.weight._version, attn.to_v.weight._version,
+        stamp = (_version(reference), _version(attn.to_k.weight), _version(attn.to_v.weight),
                  torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
         if self._cache is None or self._cache[0] is not reference or self._cache[1] != stamp:
             self._cache = (reference, stamp, attn.to_k(reference), attn.to_v(reference))
         return self._cache[2], self._cache[3]
+
+
+def _version(tensor: Tensor) -> int | None:
+    """The in-place update counter; inference-mode tensors (``emo predict`` runs in inference mode) keep none, and
+    are never updated in place while generation runs."""
+    return None if tensor.is_inference() else tensor._version
 
 
 def _plain(attn: Attention) -> bool:
