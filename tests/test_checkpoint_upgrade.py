@@ -35,7 +35,6 @@ from emo_lightning.training.checkpoint import (
 pytestmark = pytest.mark.slow
 OLD_COMMIT = "fd44ced"  # the last commit with the `unet` kind
 OVERRIDES = ("model.stage=2", "model.trainable=null")  # stage 2 trains parts of every old top-level module
-OLD_ARCHITECTURE = ("model.backbone.config.attention_head_dim=8",)  # the tiny backbone's heads at OLD_COMMIT
 # old key prefix -> new (the only renames)
 RENAMED = {"model.backbone.": "model.backbone.unet.", "model.reference_net.": "model.backbone.reference_net.",
            "model.temporal_blocks.": "model.backbone.temporal_blocks."}
@@ -92,7 +91,7 @@ def test_an_old_checkpoint_generates_with_its_weights(old_run):
 
 
 def test_an_old_checkpoint_starts_a_new_stage(old_run):
-    module = EMOLightningModule(**tiny_config("model.stage=3", "model.trainable=null", *OLD_ARCHITECTURE)["model"])
+    module = EMOLightningModule(**tiny_config("model.stage=3", "model.trainable=null")["model"])
     report = load_weights(module, old_run / "old.ckpt")
     assert " 0 new in this model, 0 in the checkpoint unused" in report, report
     raw = torch.load(old_run / "old.ckpt", weights_only=True, map_location="cpu")
@@ -101,7 +100,7 @@ def test_an_old_checkpoint_starts_a_new_stage(old_run):
 
 
 def test_an_old_checkpoint_resumes_with_its_optimizer_state(old_run, tmp_path):
-    cfg = tiny_config(*OVERRIDES, *OLD_ARCHITECTURE)["model"]
+    cfg = tiny_config(*OVERRIDES)["model"]
     check_architecture(read_checkpoint(old_run / "old.ckpt")["hyper_parameters"], cfg, "old.ckpt")
     module = EMOLightningModule(**cfg)
     trainable = [n for n, p in module.named_parameters() if p.requires_grad]
@@ -123,7 +122,7 @@ def test_an_old_checkpoint_resumes_with_its_optimizer_state(old_run, tmp_path):
 
 
 def test_an_old_checkpoint_of_another_config_fails_with_the_clear_message(old_run):
-    other = tiny_config(*OVERRIDES, *OLD_ARCHITECTURE, "model.backbone.config.block_out_channels=[32,32]")["model"]
+    other = tiny_config(*OVERRIDES, "model.backbone.config.block_out_channels=[32,32]")["model"]
     with pytest.raises(CheckpointError, match="made by a different model config.*block_out_channels"):
         check_architecture(read_checkpoint(old_run / "old.ckpt")["hyper_parameters"], other, "old.ckpt")
 
