@@ -4,6 +4,7 @@ defined once."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import wave
 
 import numpy as np
@@ -134,3 +135,17 @@ def test_a_3d_vae_makes_each_clip_from_its_latent_frames_and_motion_from_the_fra
     assert not torch.equal(motion[1], motion[2])  # each clip's own last frames
 
 
+
+
+def test_emo_predict_takes_every_generation_control(tiny_checkpoint, inputs, tmp_path, monkeypatch):
+    """Each control of GenerationSettings is an `emo predict` argument; the fast-generation ones run under Lightning's
+    inference mode (the reference keys/values cache meets inference tensors there)."""
+    from emo_lightning.pipeline.predict import PredictDataModule
+
+    assert set(CONTROLS) <= set(inspect.signature(PredictDataModule).parameters)
+    image, audio = inputs
+    monkeypatch.chdir(tmp_path)
+    main(["predict", f"ckpt_path={tiny_checkpoint}", f"image={image}", f"audio={audio}", "output=fast.mp4",
+          "face_detector=none", "steps=3", "precision=bf16", "cache_threshold=0.05", "guidance_min_noise=0.3",
+          "channels_last=true"])
+    assert read_video(tmp_path / "fast.mp4")[0].shape[0] == 30  # 1.2 s at 25 fps
