@@ -84,3 +84,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
     trainer.save_checkpoint(path)
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread: two threads mostly wait for each other (and, on a busy 2-core machine,
+    OpenMP's spin-waiting made them 10-50× slower). Use with ``pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

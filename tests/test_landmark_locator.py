@@ -24,16 +24,10 @@ from emo_lightning.pipeline.portrait import load_portrait
 from emo_lightning.preprocess import Settings
 from emo_lightning.preprocess.runner import run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LANDMARKS = "model/face_locator=landmarks"
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (see test_predict.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _square(x0: float, y0: float, side: float) -> np.ndarray:

@@ -19,13 +19,8 @@ from emo_lightning.pipeline import EMOPipeline, GenerationSettings
 from emo_lightning.pipeline.loading import load_module, load_pipeline
 from emo_lightning.pipeline.settings import CONTROLS
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,8 @@ from emo_lightning.cli import main
 from emo_lightning.media import MediaError, probe_video, read_video
 from emo_lightning.pipeline.portrait import load_portrait
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread: two threads mostly wait for each other (and, on a busy 2-core
-    machine, OpenMP's spin-waiting made them 10-50× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def emo_predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
