@@ -20,6 +20,7 @@ from conftest import tiny_batch, tiny_config, tiny_module
 from skimage.data import astronaut
 
 from emo_lightning import registry
+from emo_lightning.components.vae.wan import TINY_WAN_VAE
 from emo_lightning.data.preprocessed import PreprocessedDataModule, split_identities
 from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
 from emo_lightning.media import Mp4Writer, load_audio, read_video
@@ -277,8 +278,9 @@ def test_cached_latents_are_the_models_vae_latents(hdtf, tmp_path):
     module = tiny_module()
     for key in ("reference", "motion", "frames"):
         encoded = module._latents({key: batch[key]}, key)  # what training would encode from the JPEG frames
-        assert batch[f"{key}_latents"].shape == encoded.shape
-        assert (batch[f"{key}_latents"] - encoded).abs().mean() < 0.03  # JPEG and float16 apart, the same
+        cached = module._latents(batch, key)  # what it takes from the cache
+        assert cached.shape == encoded.shape
+        assert (cached - encoded).abs().mean() < 0.03  # JPEG and float16 apart, the same
     assert torch.isfinite(module.training_step(batch, 0))
     other = PreprocessedDataModule(str(tmp_path / "out"), stage=3, resolution=16, val_fraction=0.0)
     with pytest.warns(UserWarning, match="resolution differs"):
@@ -310,3 +312,10 @@ def test_default_settings_keep_a_tall_phone_video(sample, tmp_path):
     items = StreamingDataset(str(tmp_path / "out" / "data"))
     for item in (items[i] for i in range(len(items))):
         assert item["face_found"].all() and np.isfinite(np.asarray(item["landmarks"], np.float32)).all()
+
+
+def test_a_vae_that_compresses_time_cannot_cache_latents_per_frame(tmp_path):
+    settings = Settings(fps=FPS, resolution=32, cache_vae={"name": "wan", "config": TINY_WAN_VAE})
+    with pytest.raises(ValueError, match="compresses time"):
+        run([], tmp_path / "out", settings, DETECTOR, ESTIMATOR, progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything is written

@@ -97,9 +97,14 @@ def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], est
     if single_thread:  # one process per core
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
+    vae = _build("vae", settings.cache_vae).eval() if settings.cache_vae else None
+    if vae is not None and vae.temporal_downsample != 1:
+        raise ValueError(f"cache_vae={settings.cache_vae.get('name')!r} compresses time: its latents depend on which "
+                         "frames a clip holds, so they cannot be stored per frame. Drop cache_vae (training encodes "
+                         "each clip), or cache with an image VAE")
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
                    detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
-                   vae=_build("vae", settings.cache_vae).eval() if settings.cache_vae else None,
+                   vae=vae,
                    audio_encoder=_audio_features_encoder(settings),
                    landmarks=_build("landmarks", landmarks) if landmarks else None)
 
