@@ -9,6 +9,7 @@ from diffusers import AutoencoderKL
 from torch import Tensor
 
 from emo_lightning.components.base import VAE
+from emo_lightning.components.diffusers_models import load_diffusers_model
 from emo_lightning.registry import register
 
 TINY_VAE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
@@ -26,13 +27,9 @@ class StableDiffusionVAE(VAE):
     def __init__(self, pretrained: str | None = None, subfolder: str | None = "vae",
                  config: dict[str, Any] | None = None, scaling_factor: float | None = None):
         super().__init__()
+        self.model = load_diffusers_model(AutoencoderKL, "vae 'sd'", pretrained, subfolder, config)
         if pretrained:
-            self.model = AutoencoderKL.from_pretrained(pretrained, subfolder=subfolder)
             self.pretrained_submodules = ("model",)
-        elif config is not None:
-            self.model = AutoencoderKL(**config)
-        else:
-            raise ValueError("vae 'sd' needs `pretrained` (hub id or local path) or a `config` dict")
         self.model.requires_grad_(False).eval()
         self.scaling_factor = scaling_factor or self.model.config.scaling_factor
         self.latent_channels = self.model.config.latent_channels

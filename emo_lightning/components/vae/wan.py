@@ -9,6 +9,7 @@ from diffusers import AutoencoderKLWan
 from torch import Tensor
 
 from emo_lightning.components.base import VAE
+from emo_lightning.components.diffusers_models import load_diffusers_model
 from emo_lightning.registry import register
 
 TINY_WAN_VAE = {"base_dim": 8, "z_dim": 4, "dim_mult": [1, 1, 1], "num_res_blocks": 1,
@@ -31,13 +32,9 @@ class WanVAE(VAE):
     def __init__(self, pretrained: str | None = None, subfolder: str | None = "vae",
                  config: dict[str, Any] | None = None):
         super().__init__()
+        self.model = load_diffusers_model(AutoencoderKLWan, "vae 'wan'", pretrained, subfolder, config)
         if pretrained:
-            self.model = AutoencoderKLWan.from_pretrained(pretrained, subfolder=subfolder)
             self.pretrained_submodules = ("model",)
-        elif config is not None:
-            self.model = AutoencoderKLWan(**config)
-        else:
-            raise ValueError("vae 'wan' needs `pretrained` (hub id or local path) or a `config` dict")
         self.model.requires_grad_(False).eval()
         cfg = self.model.config
         self.temporal_downsample = 2 ** sum(cfg.temperal_downsample)

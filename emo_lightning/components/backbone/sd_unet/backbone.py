@@ -30,6 +30,7 @@ from emo_lightning.components.backbone.sd_unet.hooks import (
 )
 from emo_lightning.components.backbone.sd_unet.state import Checkpointing, UNetState
 from emo_lightning.components.base import Backbone, Conditions, TemporalBlockFactory
+from emo_lightning.components.diffusers_models import load_diffusers_model
 from emo_lightning.registry import register
 
 TINY_UNET = {"sample_size": 8, "block_out_channels": [16, 32], "layers_per_block": 1,
@@ -42,12 +43,8 @@ def load_unet(pretrained: str | None, subfolder: str | None, config: dict[str, A
               latent_channels: int) -> UNet2DConditionModel:
     """From an SD 1.5 hub id / folder (its ``unet`` subfolder), or randomly initialised from a config dict (whose
     ``in_channels`` / ``out_channels`` default to the VAE's latent channels)."""
-    if pretrained:
-        unet = UNet2DConditionModel.from_pretrained(pretrained, subfolder=subfolder)
-    elif config is not None:
-        unet = UNet2DConditionModel(**{"in_channels": latent_channels, "out_channels": latent_channels, **config})
-    else:
-        raise ValueError("backbone 'sd_unet' needs `pretrained` (hub id or local path) or a `config` dict")
+    unet = load_diffusers_model(UNet2DConditionModel, "backbone 'sd_unet'", pretrained, subfolder, config,
+                                in_channels=latent_channels, out_channels=latent_channels)
     if unet.config.in_channels != latent_channels or unet.config.out_channels != latent_channels:
         raise ValueError(
             f"the UNet takes {unet.config.in_channels} latent channels and makes {unet.config.out_channels}, but "

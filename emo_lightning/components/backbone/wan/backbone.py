@@ -63,6 +63,7 @@ from emo_lightning.components.backbone.wan.attention import (
     rotary_embedding,
 )
 from emo_lightning.components.base import Backbone, Conditions, TemporalBlockFactory
+from emo_lightning.components.diffusers_models import load_diffusers_model
 from emo_lightning.registry import register
 
 TINY_WAN = {"patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 16, "text_dim": 16,
@@ -73,12 +74,8 @@ def load_transformer(pretrained: str | None, subfolder: str | None, config: dict
                      latent_channels: int) -> WanTransformer3DModel:
     """From a Wan2.1 hub id / ``-Diffusers`` folder (its ``transformer`` subfolder), or randomly initialised from a
     config dict (whose ``in_channels`` / ``out_channels`` default to the VAE's latent channels)."""
-    if pretrained:
-        model = WanTransformer3DModel.from_pretrained(pretrained, subfolder=subfolder)
-    elif config is not None:
-        model = WanTransformer3DModel(**{"in_channels": latent_channels, "out_channels": latent_channels, **config})
-    else:
-        raise ValueError("backbone 'wan' needs `pretrained` (hub id or local path) or a `config` dict")
+    model = load_diffusers_model(WanTransformer3DModel, "backbone 'wan'", pretrained, subfolder, config,
+                                 in_channels=latent_channels, out_channels=latent_channels)
     cfg = model.config
     if cfg.in_channels != latent_channels or cfg.out_channels != latent_channels:
         raise ValueError(f"the Wan transformer takes {cfg.in_channels} latent channels and makes {cfg.out_channels}, "
