@@ -31,7 +31,8 @@ def backbone(**kwargs) -> WanBackbone:
 def randomise_added_paths(model: WanBackbone) -> None:
     """Give the zero-initialised audio, speed and prefix-type paths weights, so their effect shows."""
     with torch.no_grad():
-        for module in (*model.audio_attention, *(model.temporal_blocks or []), model.speed_embedding):
+        for module in (*model.audio_attention, *(model.audio_modulation or []), *(model.temporal_blocks or []),
+                       model.speed_embedding):
             for name, param in module.named_parameters():
                 if "norm" not in name:
                     param.normal_(0, 0.3)
@@ -128,7 +129,7 @@ def test_rotary_positions_match_diffusers_and_extend_below_zero():
 def test_audio_reaches_only_the_latent_frame_that_covers_it():
     """One block and no temporal blocks, so that nothing spreads it further: video frame 5 is in latent frame 2
     (frames 5-8 with 4x temporal compression), frame 0 alone in latent frame 0."""
-    model = backbone(config={**TINY_WAN, "num_layers": 1}, temporal_block=None)
+    model = backbone(config={**TINY_WAN, "num_layers": 1}, temporal_block=None, audio_modulation=False)
     randomise_added_paths(model)
     latents, t = torch.randn(1, C, 3, 4, 4), torch.tensor([300])
     audio = torch.randn(1, 9, 1, model.audio_dim)
@@ -139,6 +140,32 @@ def test_audio_reaches_only_the_latent_frame_that_covers_it():
         after = model.denoise(latents, t, Conditions(None, audio=changed))
     differs = (before - after).abs().amax(dim=(0, 1, 3, 4)) > 1e-6
     assert differs.tolist() == [False, False, True]
+
+
+def test_audio_modulation_scales_each_token_by_its_own_features():
+    """The audio-attention alone adds one vector to every token of a latent frame; the audio modulation (its
+    cross-attention zeroed here) changes a frame's tokens by different amounts. It sets only the scales and gates of
+    the latent frame that covers the audio (the self-attention then spreads it, as it spreads everything)."""
+    model = backbone(config={**TINY_WAN, "num_layers": 1}, temporal_block=None)
+    randomise_added_paths(model)
+    with torch.no_grad():
+        model.audio_attention[0].attention.to_out[0].weight.zero_()
+        model.audio_attention[0].attention.to_out[0].bias.zero_()
+    latents, t = torch.randn(1, C, 3, 4, 4), torch.tensor([300])
+    audio = torch.randn(1, 9, 1, model.audio_dim)
+    changed = audio.clone()
+    changed[:, 5] += 1
+    with torch.no_grad():
+        before = model.denoise(latents, t, Conditions(None, audio=audio))
+        after = model.denoise(latents, t, Conditions(None, audio=changed))
+    per_pixel = (after - before)[:, :, 2].abs().mean(1).flatten()
+    assert per_pixel.mean() > 1e-3
+    assert per_pixel.std() > 0.1 * per_pixel.mean()  # not one shift for the whole frame
+    with torch.no_grad():
+        rows = [model._audio_modulation(0, model._per_latent_frame(a, 3).flatten(2, 3)) for a in (audio, changed)]
+    moved = (rows[1] - rows[0]).abs().amax(dim=(0, 3))  # (latent frame, modulation row)
+    assert moved[:2].amax() == 0 and bool((moved[2, [1, 2, 4, 5]] > 0).all())
+    assert rows[0][:, :, [0, 3]].abs().amax() == 0  # no shifts
 
 
 def test_clips_that_are_not_one_plus_four_k_frames_take_their_audio():

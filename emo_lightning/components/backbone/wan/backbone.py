@@ -8,10 +8,12 @@
                                         audio-attention per latent frame ◄── audio tokens           │
                                         temporal block (motion frames ◄─────────────────────────────┘, speed)
                      timestep embedding + speed embedding (zero-initialised) ─► every block's modulation
+                     audio, per latent frame ─► + that frame's scales and gates (zero-initialised)
 
 The DiT is diffusers' own, unmodified (Wan2.1 weights load as they are): the prefix path is an attention processor
 on each block's self-attention, the audio-attention and the temporal block modules run after each block, the rest
-this class's loop over diffusers' modules (what ``WanTransformer3DModel.forward`` does, with prefixes, audio and speed).
+this class's loop over diffusers' modules (what ``WanTransformer3DModel.forward`` does, with prefixes, audio and speed;
+each block's own forward is :func:`modulated_block`, which takes one modulation per latent frame).
 
 Design decisions:
 
@@ -31,6 +33,12 @@ Design decisions:
   with a causal VAE compressing time k×, latent frame 0 covers video frame 0 and latent frame j ≥ 1 frames
   1 + (j−1)k … jk. Frame 0's tokens are repeated k times (attention over repeated keys equals attention over one
   copy), and a learned position per covered frame tells the k frames apart.
+* Audio modulation (``audio_modulation``): each latent frame's audio tokens, averaged, also set the scales and
+  gates of every block's modulation for that frame's tokens, through a zero-initialised linear layer per block
+  (Wan 2.2 TI2V's per-token modulation, here per latent frame). With one audio token per frame the audio-attention's
+  output is the same vector for every token of the frame, which a frozen DiT does not turn into a mouth movement;
+  a scale multiplies each token's own normalised features, so the same per-frame signal changes the mouth's tokens
+  differently from the rest. No shifts: a shift would again be one vector for every token.
 * Temporal blocks: the DiT's self-attention already spans frames, but it is also the layer that draws each frame
   and reads the reference, so it must train in stage 1 (images). To give EMO's stages the same meaning as with
   the UNet, a configured ``temporal_block`` (zero-initialised, AnimateDiff-style: attention along the frame axis
@@ -40,9 +48,9 @@ Design decisions:
   to the timestep embedding (Wan-S2V's way: it modulates every block); the temporal blocks' speed attention sees it
   per latent frame (averaged over the frames each covers).
 * Groups (what EMO's stages train): ``backbone`` the DiT (self-attention included); ``reference_net`` the reference
-  prefix's type embedding (the reference path otherwise is the DiT itself); ``audio`` the audio-attention layers
-  and their frame positions; ``temporal`` the temporal blocks (without their speed path) and the motion prefix's
-  type embedding; ``speed`` the speed projection and the temporal blocks' speed path.
+  prefix's type embedding (the reference path otherwise is the DiT itself); ``audio`` the audio-attention layers,
+  their frame positions and the audio modulation; ``temporal`` the temporal blocks (without their speed path)
+  and the motion prefix's type embedding; ``speed`` the speed projection and the temporal blocks' speed path.
 """
 
 from __future__ import annotations
@@ -65,6 +73,10 @@ from emo_lightning.components.backbone.wan.attention import (
 from emo_lightning.components.base import Backbone, Conditions, TemporalBlockFactory
 from emo_lightning.components.diffusers_models import load_diffusers_model
 from emo_lightning.registry import register
+
+# which of a Wan block's six modulation rows (shift, scale, gate of the self-attention; shift, scale, gate of the
+# feed-forward) the audio modulation sets
+AUDIO_MODULATED = (1, 2, 4, 5)
 
 TINY_WAN = {"patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 16, "text_dim": 16,
             "freq_dim": 32, "ffn_dim": 64, "num_layers": 2, "cross_attn_norm": True, "rope_max_seq_len": 64}
@@ -89,6 +101,29 @@ def load_transformer(pretrained: str | None, subfolder: str | None, config: dict
     return model
 
 
+def modulated_block(block: WanTransformerBlock, hidden: Tensor, context: Tensor, modulation: Tensor,
+                    inputs: SelfAttentionInputs) -> Tensor:
+    """``WanTransformerBlock.forward`` with a modulation per latent frame: ``hidden`` (B, F'·n, dim), ``modulation``
+    (B, F' or 1, 6, dim), broadcast over each frame's n tokens (diffusers' per-token form would hold 6 copies of the
+    hidden states). The same operations and casts as diffusers' forward."""
+    b, length, dim = hidden.shape
+    rows = (block.scale_shift_table[None] + modulation.float()).unsqueeze(3)  # (B, F'|1, 6, 1, dim)
+    shift, scale, gate, c_shift, c_scale, c_gate = rows.unbind(2)
+    frames = modulation.shape[1]
+
+    def per_frame(x: Tensor) -> Tensor:
+        return x.reshape(b, frames, -1, dim)
+
+    def tokens(x: Tensor) -> Tensor:
+        return x.reshape(b, length, dim)
+
+    x = tokens(per_frame(block.norm1(hidden.float())) * (1 + scale) + shift).type_as(hidden)
+    hidden = tokens(per_frame(hidden.float()) + per_frame(block.attn1(x, None, None, inputs)) * gate).type_as(hidden)
+    hidden = hidden + block.attn2(block.norm2(hidden.float()).type_as(hidden), context, None, None)
+    x = tokens(per_frame(block.norm3(hidden.float())) * (1 + c_scale) + c_shift).type_as(hidden)
+    return tokens(per_frame(hidden.float()) + per_frame(block.ffn(x).float()) * c_gate).type_as(hidden)
+
+
 @register("backbone", "wan", tiny={"config": TINY_WAN})
 class WanBackbone(Backbone):
     """Wan2.1's DiT with EMO's reference and motion prefixes, audio-attention and speed (see the module docstring).
@@ -99,6 +134,8 @@ class WanBackbone(Backbone):
         pretrained: a Wan2.1 text-to-video hub id or local ``-Diffusers`` folder; its ``subfolder`` holds the DiT.
         config: ``WanTransformer3DModel`` arguments for a randomly initialised DiT (instead of ``pretrained``).
         reference_position: the RoPE frame position of the reference latent frame (below −motion frames).
+        audio_modulation: also let each latent frame's audio scale and gate the blocks' modulation (see the module
+            docstring).
 
     ``audio_dim`` is the DiT's width (1536 for Wan2.1 1.3B); ``size_multiple`` its spatial patch size.
     """
@@ -106,7 +143,7 @@ class WanBackbone(Backbone):
     def __init__(self, latent_channels: int, temporal_downsample: int = 1, speed_dim: int = 0,
                  temporal_block: TemporalBlockFactory | None = None, pretrained: str | None = None,
                  subfolder: str | None = "transformer", config: dict[str, Any] | None = None,
-                 reference_position: int = -32):
+                 reference_position: int = -32, audio_modulation: bool = True):
         super().__init__()
         self.transformer = load_transformer(pretrained, subfolder, config, latent_channels)
         cfg = self.transformer.config
@@ -121,6 +158,11 @@ class WanBackbone(Backbone):
                                              for _ in self.transformer.blocks)
         self.temporal_blocks = (nn.ModuleList(temporal_block(dim, f"blocks.{i}") for i in range(cfg.num_layers))
                                 if temporal_block is not None else None)
+        self.audio_modulation = (nn.ModuleList(nn.Linear(dim, len(AUDIO_MODULATED) * dim)
+                                               for _ in self.transformer.blocks) if audio_modulation else None)
+        for linear in self.audio_modulation or []:
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
         self.audio_frame_positions = (nn.Parameter(torch.randn(temporal_downsample, dim))
                                       if temporal_downsample > 1 else None)
         self.speed_embedding = nn.Linear(speed_dim, dim) if speed_dim else None
@@ -149,6 +191,8 @@ class WanBackbone(Backbone):
         }
         if self.audio_frame_positions is not None:
             groups["audio"].append(self.audio_frame_positions)
+        if self.audio_modulation is not None:
+            groups["audio"].append(self.audio_modulation)
         if self.speed_embedding is not None:
             groups["speed"].append(self.speed_embedding)
         return groups
@@ -279,8 +323,11 @@ class WanBackbone(Backbone):
     def _layer(self, layer: int, block: WanTransformerBlock, hidden: Tensor, context: Tensor, modulation: Tensor,
                inputs: SelfAttentionInputs, grid: tuple[int, int, int], audio: Tensor | None,
                temporal: tuple[Tensor | None, Tensor | None] | None) -> Tensor:
-        hidden = block(hidden, context, modulation, inputs)
         frames, rows, columns = grid
+        modulation = modulation[:, None]  # (B, 1, 6, dim): the same for every latent frame
+        if audio is not None and self.audio_modulation is not None:
+            modulation = modulation + self._audio_modulation(layer, audio)
+        hidden = modulated_block(block, hidden, context, modulation, inputs)
         if audio is not None:
             hidden = hidden + self.audio_attention[layer](hidden.unflatten(1, (frames, -1)), audio).flatten(1, 2)
         if temporal is not None:
@@ -291,6 +338,14 @@ class WanBackbone(Backbone):
             x = self.temporal_blocks[layer](x, motion, speed)
             hidden = rearrange(x, "b c f h w -> b (f h w) c")
         return hidden
+
+    def _audio_modulation(self, layer: int, audio: Tensor) -> Tensor:
+        """(B, F', 6, dim): the modulation rows that audio (B, F', A, dim) adds per latent frame (zero where
+        :data:`AUDIO_MODULATED` has none)."""
+        rows = self.audio_modulation[layer](audio.mean(2)).unflatten(-1, (len(AUDIO_MODULATED), -1))
+        out = rows.new_zeros(*rows.shape[:2], 6, rows.shape[-1])
+        out[:, :, list(AUDIO_MODULATED)] = rows
+        return out
 
     def _unpatchify(self, hidden: Tensor, shape: torch.Size) -> Tensor:
         b, _, f, h, w = shape
