@@ -35,6 +35,7 @@ from emo_lightning.training.checkpoint import (
 pytestmark = pytest.mark.slow
 OLD_COMMIT = "fd44ced"  # the last commit with the `unet` kind
 OVERRIDES = ("model.stage=2", "model.trainable=null")  # stage 2 trains parts of every old top-level module
+OLD_TINY_HEADS = "model.backbone.config.attention_head_dim=8"  # the tiny backbone's heads at OLD_COMMIT
 # old key prefix -> new (the only renames)
 RENAMED = {"model.backbone.": "model.backbone.unet.", "model.reference_net.": "model.backbone.reference_net.",
            "model.temporal_blocks.": "model.backbone.temporal_blocks."}
@@ -100,7 +101,7 @@ def test_an_old_checkpoint_starts_a_new_stage(old_run):
 
 
 def test_an_old_checkpoint_resumes_with_its_optimizer_state(old_run, tmp_path):
-    cfg = tiny_config(*OVERRIDES)["model"]
+    cfg = tiny_config(*OVERRIDES, OLD_TINY_HEADS)["model"]  # resuming takes the run's own config
     check_architecture(read_checkpoint(old_run / "old.ckpt")["hyper_parameters"], cfg, "old.ckpt")
     module = EMOLightningModule(**cfg)
     trainable = [n for n, p in module.named_parameters() if p.requires_grad]
