@@ -126,18 +126,23 @@ def test_rotary_positions_match_diffusers_and_extend_below_zero():
     assert not torch.allclose(below, cos[:, :20])
 
 
-def test_audio_reaches_only_the_latent_frame_that_covers_it():
-    """One block and no temporal blocks, so that nothing spreads it further: video frame 5 is in latent frame 2
-    (frames 5-8 with 4x temporal compression), frame 0 alone in latent frame 0."""
-    model = backbone(config={**TINY_WAN, "num_layers": 1}, temporal_block=None, audio_modulation=False)
-    randomise_added_paths(model)
+def audio_changed_at_frame_5(model: WanBackbone) -> tuple[torch.Tensor, ...]:
+    """Audio of 9 frames (3 latent frames), the same with frame 5 changed, and the predictions for both."""
     latents, t = torch.randn(1, C, 3, 4, 4), torch.tensor([300])
     audio = torch.randn(1, 9, 1, model.audio_dim)
     changed = audio.clone()
     changed[:, 5] += 1
     with torch.no_grad():
-        before = model.denoise(latents, t, Conditions(None, audio=audio))
-        after = model.denoise(latents, t, Conditions(None, audio=changed))
+        return (audio, changed, model.denoise(latents, t, Conditions(None, audio=audio)),
+                model.denoise(latents, t, Conditions(None, audio=changed)))
+
+
+def test_audio_reaches_only_the_latent_frame_that_covers_it():
+    """One block and no temporal blocks, so that nothing spreads it further: video frame 5 is in latent frame 2
+    (frames 5-8 with 4x temporal compression), frame 0 alone in latent frame 0."""
+    model = backbone(config={**TINY_WAN, "num_layers": 1}, temporal_block=None, audio_modulation=False)
+    randomise_added_paths(model)
+    _, _, before, after = audio_changed_at_frame_5(model)
     differs = (before - after).abs().amax(dim=(0, 1, 3, 4)) > 1e-6
     assert differs.tolist() == [False, False, True]
 
@@ -151,13 +156,7 @@ def test_audio_modulation_scales_each_token_by_its_own_features():
     with torch.no_grad():
         model.audio_attention[0].attention.to_out[0].weight.zero_()
         model.audio_attention[0].attention.to_out[0].bias.zero_()
-    latents, t = torch.randn(1, C, 3, 4, 4), torch.tensor([300])
-    audio = torch.randn(1, 9, 1, model.audio_dim)
-    changed = audio.clone()
-    changed[:, 5] += 1
-    with torch.no_grad():
-        before = model.denoise(latents, t, Conditions(None, audio=audio))
-        after = model.denoise(latents, t, Conditions(None, audio=changed))
+    audio, changed, before, after = audio_changed_at_frame_5(model)
     per_pixel = (after - before)[:, :, 2].abs().mean(1).flatten()
     assert per_pixel.mean() > 1e-3
     assert per_pixel.std() > 0.1 * per_pixel.mean()  # not one shift for the whole frame
