@@ -294,11 +294,12 @@ class EMOPipeline:
         # stochastic schedulers draw from the seeded generator; deterministic ones (UniPC) take none
         random = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         for i, t in enumerate(scheduler.timesteps, 1):
-            pred = cache.lookup(scheduler.scale_model_input(latents, t))
+            scaled = scheduler.scale_model_input(latents, t)
+            pred = cache.lookup(scaled)
             if pred is None:
                 guided = len(branches) > 1 and interval.applies(t, num_train)
                 runs = branches if guided else branches[-1:]
-                model_in = scheduler.scale_model_input(latents.repeat(len(runs), 1, 1, 1, 1), t)
+                model_in = scaled.repeat(len(runs), 1, 1, 1, 1)
                 with autocast(settings.precision, latents.device):
                     preds = self.model.denoise(model_in, t.reshape(1).to(latents.device),
                                                conditions if guided else conditional,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emo_lightning.pipeline.speed import PRECISIONS, GuidanceInterval, StepCache
+from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, precision_dtype
 
 
 @dataclass
@@ -68,8 +68,7 @@ class GenerationSettings:
             raise ValueError(f"fps must be positive, got {self.fps}")
         GuidanceInterval(self.guidance_max_noise, self.guidance_min_noise)
         StepCache(self.cache_threshold)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        precision_dtype(self.precision)
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any]) -> GenerationSettings:

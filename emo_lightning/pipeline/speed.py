@@ -68,11 +68,16 @@ class StepCache:
         self.prediction, self.accumulated = prediction, 0.0
 
 
-def autocast(precision: str, device: torch.device) -> AbstractContextManager:
-    """Autocast for ``precision`` (``32``, ``bf16`` or ``fp16``); weights stay as they are."""
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (None: fp32, no autocast)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
+    return PRECISIONS[precision]
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """Autocast for ``precision`` (``32``, ``bf16`` or ``fp16``); weights stay as they are."""
+    dtype = precision_dtype(precision)
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype)
 
 
