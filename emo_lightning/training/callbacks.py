@@ -40,6 +40,7 @@ class LastCheckpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self._flush_pending = False
         self._requeue = False
+        self._validated_at_step = -1
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -75,6 +76,11 @@ class LastCheckpoint(ModelCheckpoint):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush_loggers(trainer)
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._validated_at_step = trainer.global_step
+
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         for logger in trainer.loggers:
@@ -92,11 +98,28 @@ class LastCheckpoint(ModelCheckpoint):
         if not isinstance(exception, SIGTERMException) or not self.save_last:
             return
         if trainer.global_step != self._last_global_step_saved:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._save_sigterm_checkpoint(trainer)
         self._flush_loggers(trainer)
         rank_zero_info(f"SIGTERM: saved {self.last_model_path} at step {trainer.global_step}")
         if self._requeue and trainer.is_global_zero:
             requeue_slurm_job()
+
+
+    def _save_sigterm_checkpoint(self, trainer: pl.Trainer) -> None:
+        """Save ``last.ckpt`` where SIGTERM stopped the run, with the loggers' step counter as a restart expects it.
+
+        Lightning raises SIGTERMException after a step's end, when its counter of logged steps has already moved
+        on. A restart from a step that validated skips that validation and moves the counter on once more (it
+        expects a checkpoint from the validation's end, before the move), so its steps would be logged one too
+        far; the counter is saved one back in that case.
+        """
+        epoch_loop = trainer.fit_loop.epoch_loop
+        moved_on = trainer.global_step == self._validated_at_step
+        epoch_loop._batches_that_stepped -= moved_on
+        try:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        finally:
+            epoch_loop._batches_that_stepped += moved_on
 
 
 def requeue_slurm_job() -> None:
