@@ -1,7 +1,7 @@
 """CPU time of one training step of each `emo quickstart` phase (`tiny_images`, then `tiny`), for today's configs and
 for the same with ``--against`` overrides, measured in one process: the ratios hold on a shared CPU.
 
-    python benchmarks/quickstart_steps.py [--against model.backbone.config.attention_head_dim=2] [--steps 20]
+    python benchmarks/quickstart_steps.py [--against model.backbone.config.attention_head_dim=8] [--steps 20]
 
 A step is the diffusion loss, its backward pass and an AdamW step on a fixed synthetic batch (1 thread; the median
 of ``--steps``); ``data`` is the CPU time of rendering one batch of synthetic faces. The phases' step counts come
@@ -46,7 +46,7 @@ def phase(experiment: str, overrides: list[str], steps: int) -> dict[str, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--against", nargs="*", default=["model.backbone.config.attention_head_dim=2"])
+    parser.add_argument("--against", nargs="*", default=["model.backbone.config.attention_head_dim=8"])
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
