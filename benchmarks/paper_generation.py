@@ -29,7 +29,7 @@ from einops import rearrange
 from torch.utils.flop_counter import FlopCounterMode
 from train_memory import PAPER_COMPONENTS, SD15_UNET
 
-from emo_lightning.components.backbone.sd_unet.attention import ReferenceAttnProcessor, _sdpa
+from emo_lightning.components.backbone.sd_unet.attention import AudioAttnProcessor, ReferenceAttnProcessor, _sdpa
 from emo_lightning.components.base import Conditions
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.config import compose_config
@@ -104,6 +104,14 @@ class TodaysReferenceAttention(ReferenceAttnProcessor):
         return _sdpa(attn, hidden_states, torch.cat([hidden_states, reference], dim=1), attention_mask)
 
 
+class TodaysAudioAttention(AudioAttnProcessor):
+    """Audio-attention as it was: SD's cross-attention, the query and output projections at every position."""
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, **kwargs: Any) -> torch.Tensor:
+        return _sdpa(attn, hidden_states, encoder_hidden_states, attention_mask)
+
+
 class TodaysTemporalBlock(AnimateDiffTemporalBlock):
     """The temporal block as it was: every motion frame through the whole transformer, the speed keys and values
     projected at every position."""
@@ -128,9 +136,11 @@ def todays_backbone(model: torch.nn.Module) -> Any:
     """EMO's backbone as before the exact shortcuts of issue 14 (same weights, same outputs)."""
     backbone = model.backbone
     swapped = [(m, type(m)) for m in backbone.temporal_blocks.values()]
-    swapped += [(p, type(p)) for p in backbone.unet.attn_processors.values() if isinstance(p, ReferenceAttnProcessor)]
-    for obj, _ in swapped:
-        obj.__class__ = TodaysTemporalBlock if isinstance(obj, AnimateDiffTemporalBlock) else TodaysReferenceAttention
+    before = {AnimateDiffTemporalBlock: TodaysTemporalBlock, ReferenceAttnProcessor: TodaysReferenceAttention,
+              AudioAttnProcessor: TodaysAudioAttention}
+    swapped += [(p, type(p)) for p in backbone.unet.attn_processors.values() if type(p) in before]
+    for obj, cls in swapped:
+        obj.__class__ = before[cls]
     try:
         yield
     finally:
@@ -301,18 +311,20 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
             for name, seconds in categories.items()))
     scheduler, num_train = result["scheduler"], result["num_train_timesteps"]
     scheduler.set_timesteps(args.fast_steps)
-    interval = GuidanceInterval(*args.guidance_interval)
-    fast_passes = interval.passes(scheduler.timesteps, num_train, 3)
     fast_precision = args.precisions[0] if args.precisions else "32"
     fast_pass = result.get(f"exact_{fast_precision}", exact)["cpu"]
     default = per_frame(40 * 3, today["cpu"], "32", result, frames)
-    options = [("exact shortcuts (reference K/V once, motion rows skipped, speed K/V once)",
+    options = [("exact shortcuts (reference K/V once, motion rows skipped, speed K/V once, audio and speed "
+                "projections folded onto their keys)",
                 per_frame(120, exact["cpu"], "32", result, frames)),
                (f"+ {fast_precision} autocast", per_frame(120, fast_pass, fast_precision, result, frames)),
                (f"+ {args.fast_sampler} {args.fast_steps} steps",
-                per_frame(args.fast_steps * 3, fast_pass, fast_precision, result, frames)),
-               (f"+ guidance only at noise levels [{interval.low}, {interval.high}] ({fast_passes} passes)",
-                per_frame(fast_passes, fast_pass, fast_precision, result, frames))]
+                per_frame(args.fast_steps * 3, fast_pass, fast_precision, result, frames))]
+    if args.guidance_interval:
+        interval = GuidanceInterval(*args.guidance_interval)
+        fast_passes = interval.passes(scheduler.timesteps, num_train, 3)
+        options.append((f"+ guidance only at noise levels [{interval.low}, {interval.high}] ({fast_passes} passes)",
+                        per_frame(fast_passes, fast_pass, fast_precision, result, frames)))
     lines.append(f"  per frame, extrapolated (passes x measured pass + per-clip work, / {frames} frames); "
                  f"default = 40 DDIM steps x 3 branches (audio + reference guidance) = 120 passes: "
                  f"{default:.1f} s CPU per frame")
@@ -338,7 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="where a step's time goes, fp32 against autocast")
     parser.add_argument("--fast-sampler", default="unipc")
     parser.add_argument("--fast-steps", type=int, default=12)
-    parser.add_argument("--guidance-interval", type=float, nargs=2, default=[1.0, 0.5], metavar=("HIGH", "LOW"))
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("HIGH", "LOW"),
+                        help="also the guidance interval (not in the recommended settings: quality-check it first)")
     args = parser.parse_args(argv)
     print("\n".join(report(measure(args), args)))
 

@@ -9,8 +9,9 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
 
-from emo_lightning.components.backbone.sd_unet.attention import ReferenceAttnProcessor
+from emo_lightning.components.backbone.sd_unet.attention import AudioAttnProcessor, ReferenceAttnProcessor
 from emo_lightning.components.backbone.sd_unet.state import UNetState
+from emo_lightning.components.few_key_attention import folds
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.pipeline import GenerationSettings
 
@@ -63,6 +64,26 @@ def test_reference_attention_projects_the_reference_once_per_video() -> None:
     with state.use(reference={"attn1": reference.requires_grad_()}):
         processor(attn, hidden).sum().backward()
     assert reference.grad is not None and reference.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("num_keys", [1, 5, 40])
+def test_audio_attention_folds_its_projections_onto_a_few_keys(num_keys: int) -> None:
+    """With heads × keys under the layer's width the audio-attention folds its query and output projections onto
+    the keys (40 keys do not fold): the output and every gradient equal diffusers' attention, up to rounding."""
+    torch.manual_seed(0)
+    attn = Attention(32, cross_attention_dim=12, heads=4, dim_head=8, out_bias=True)
+    _randomise(attn)
+    state = UNetState()
+    hidden, audio = torch.randn(6, 20, 32, requires_grad=True), torch.randn(6, num_keys, 12, requires_grad=True)
+    assert folds(attn, num_keys) == (num_keys < 8)
+    expected = AttnProcessor2_0()(attn, hidden, audio)
+    grads = torch.autograd.grad(expected.square().sum(), [hidden, audio, *attn.parameters()])
+    with state.use(audio=True):
+        out = AudioAttnProcessor("attn2", state)(attn, hidden, audio)
+    torch.testing.assert_close(out, expected)
+    for ours, theirs in zip(torch.autograd.grad(out.square().sum(), [hidden, audio, *attn.parameters()]), grads,
+                            strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-4)  # gradients up to ~10, rounded otherwise
 
 
 def _video(module, **controls) -> torch.Tensor:

@@ -13,6 +13,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from emo_lightning.components.base import TemporalBlock
+from emo_lightning.components.few_key_attention import few_key_attention, folds
 from emo_lightning.registry import register
 
 
@@ -101,9 +102,13 @@ class AnimateDiffTemporalBlock(TemporalBlock):
         """Cross-attention of ``tokens`` (B, hw, F, C) along the frame axis to ``speed`` (B, F, speed_dim).
 
         Every position of a video attends to the same speed tokens: their keys and values are projected once
-        per video, not once per position.
+        per video, not once per position, and when they are few the query and output projections are folded onto
+        them (:mod:`~emo_lightning.components.few_key_attention`).
         """
         attn = self.speed_attn
+        if folds(attn, speed.shape[1]):
+            key, value = (proj(speed).unsqueeze(1) for proj in (attn.to_k, attn.to_v))
+            return few_key_attention(attn, tokens, key, value)
         heads = attn.heads
         query = rearrange(attn.to_q(tokens), "b n f (a d) -> b n a f d", a=heads)
         key, value = (rearrange(proj(speed), "b f (a d) -> b 1 a f d", a=heads).expand(-1, query.shape[1], -1, -1, -1)

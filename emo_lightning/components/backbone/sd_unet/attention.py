@@ -3,7 +3,8 @@
 * ReferenceNet ``attn1``: records the hidden states entering the layer (the reference tokens).
 * Backbone ``attn1`` → *reference-attention*: self-attention over the layer's own tokens concatenated
   with the ReferenceNet tokens recorded at the same layer.
-* Backbone ``attn2`` → *audio-attention*: SD's text cross-attention, fed the audio tokens instead.
+* Backbone ``attn2`` → *audio-attention*: SD's text cross-attention, fed the audio tokens instead (a few per frame:
+  attended with the projections folded onto them, :mod:`~emo_lightning.components.few_key_attention`).
 * ReferenceNet ``attn2``: off (the ReferenceNet has no audio or text condition).
 
 All of them delegate the attention itself to diffusers' ``AttnProcessor2_0``, except reference-attention in
@@ -19,6 +20,7 @@ from einops import rearrange
 from torch import Tensor
 
 from emo_lightning.components.backbone.sd_unet.state import UNetState
+from emo_lightning.components.few_key_attention import few_key_attention, folds
 
 _sdpa = AttnProcessor2_0()
 
@@ -90,6 +92,9 @@ class AudioAttnProcessor(_Processor):
                  attention_mask: Tensor | None = None, **kwargs) -> Tensor:
         if not self.state.audio:
             return torch.zeros_like(hidden_states)  # the block adds it as a residual: layer skipped
+        if attention_mask is None and hidden_states.ndim == 3 and folds(attn, encoder_hidden_states.shape[1]):
+            return few_key_attention(attn, hidden_states, attn.to_k(encoder_hidden_states),
+                                     attn.to_v(encoder_hidden_states))
         return _sdpa(attn, hidden_states, encoder_hidden_states, attention_mask)
 
 
