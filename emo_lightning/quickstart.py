@@ -22,21 +22,41 @@ def _max_steps(steps: int | None) -> list[str]:
     return [f"trainer.max_steps={steps}"] if steps else []
 
 
+PHASES = ("images", "video")
+
+
+def _phase(override: str) -> tuple[str | None, str]:
+    """``video.model.lip_loss_weight=20`` → ("video", ``model.lip_loss_weight=20``); Hydra's ``+``/``~`` prefixes
+    stay in front."""
+    sign = override[:len(override) - len(override.lstrip("+~"))]
+    phase, dot, rest = override[len(sign):].partition(".")
+    return (phase, sign + rest) if dot and phase in PHASES else (None, override)
+
+
 def parse_arguments(args: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     """``emo quickstart``'s arguments → (output, Hydra overrides, keyword arguments of `quickstart`):
-    ``output=``, ``videos=``, ``seconds=``, ``image_steps=``, ``video_steps=``; the rest are overrides."""
+    ``output=``, ``videos=``, ``seconds=``, ``image_steps=``, ``video_steps=``; overrides prefixed ``images.`` or
+    ``video.`` go to that phase only (``video.model.lip_loss_weight=20``); the rest are overrides of both phases."""
     own = {k: v for k, _, v in (a.partition("=") for a in args)
            if k in ("output", "videos", "seconds", "image_steps", "video_steps")}
     kwargs: dict[str, Any] = {k: int(own[k]) for k in ("image_steps", "video_steps") if k in own}
     kwargs.update(num_videos=int(own.get("videos", 4)), seconds=float(own.get("seconds", 4.0)))
-    return own.get("output", "quickstart"), [a for a in args if a.partition("=")[0] not in own], kwargs
+    overrides, per_phase = [], {phase: [] for phase in PHASES}
+    for arg in args:
+        if arg.partition("=")[0] in own:
+            continue
+        phase, override = _phase(arg)
+        (per_phase[phase] if phase else overrides).append(override)
+    kwargs.update(image_overrides=per_phase["images"], video_overrides=per_phase["video"])
+    return own.get("output", "quickstart"), overrides, kwargs
 
 
 def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = None, num_videos: int = 4,
-               seconds: float = 4.0, image_steps: int | None = None, video_steps: int | None = None
+               seconds: float = 4.0, image_steps: int | None = None, video_steps: int | None = None,
+               image_overrides: list[str] | None = None, video_overrides: list[str] | None = None
                ) -> dict[str, Any]:
-    """Fit both phases (each + ``overrides``; ``image_steps``/``video_steps`` set one phase's length),
-    evaluate, write the three files."""
+    """Fit both phases (each + ``overrides``, then its own ``image_overrides``/``video_overrides``;
+    ``image_steps``/``video_steps`` set one phase's length), evaluate, write the three files."""
     from emo_lightning.cli import fit_config, run_lightning_cli
 
     start = time.perf_counter()
@@ -44,11 +64,11 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
     images = fit_config(["experiment=tiny_images", f"trainer.default_root_dir={out / 'images'}", *overrides,
-                         *_max_steps(image_steps)])
+                         *(image_overrides or []), *_max_steps(image_steps)])
     image_run = run_lightning_cli({"subcommand": "fit", "fit": images})
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
-                        *_max_steps(video_steps)])
+                        *(video_overrides or []), *_max_steps(video_steps)])
     module = run_lightning_cli({"subcommand": "fit", "fit": video}).model.eval()
     pipeline = module.pipeline()
 

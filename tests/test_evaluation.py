@@ -20,6 +20,8 @@ from emo_lightning.evaluation import (
     pearson,
 )
 from emo_lightning.media import probe_video
+from emo_lightning.quickstart import parse_arguments
+from emo_lightning.training.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,8 +75,8 @@ def test_identity_color_error_separates_identities(clip):
 def test_short_quickstart_writes_video_metrics_and_plot(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "EMO_CONFIG_DIR": str(REPO / "conf")}
     subprocess.run([sys.executable, "-m", "emo_lightning.cli", "quickstart", "output=qs", "videos=1", "seconds=0.8",
-                    "image_steps=3", "video_steps=2", "logger=none"], cwd=tmp_path, env=env, check=True,
-                   capture_output=True, timeout=600)
+                    "image_steps=3", "video_steps=2", "logger=none", "video.model.lip_loss_weight=7"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
     metrics = json.loads((tmp_path / "qs/metrics.json").read_text())
     for key in ("sync_pearson", "sync_pearson_audio_zeroed", "sync_pearson_ground_truth", "identity_color_error",
                 "boundary_ratio", "minutes"):
@@ -84,3 +86,14 @@ def test_short_quickstart_writes_video_metrics_and_plot(tmp_path):
     info = probe_video(tmp_path / "qs/sample.mp4")
     assert info["num_frames"] == 20 and info["audio_codec"] == "aac"
     assert (tmp_path / "qs/sync.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    weights = {phase: read_checkpoint(tmp_path / f"qs/{phase}/checkpoints/last.ckpt")["hyper_parameters"]
+               ["lip_loss_weight"] for phase in ("images", "video")}
+    assert weights == {"images": 1.0, "video": 7.0}  # the video. override reached the clip phase only
+
+
+def test_quickstart_arguments_by_phase():
+    output, overrides, kwargs = parse_arguments(["output=o", "video_steps=5", "model/backbone=wan_tiny",
+                                                 "video.model.lip_loss_weight=20", "+images.trainer.foo=1"])
+    assert output == "o" and overrides == ["model/backbone=wan_tiny"] and kwargs["video_steps"] == 5
+    assert kwargs["video_overrides"] == ["model.lip_loss_weight=20"]
+    assert kwargs["image_overrides"] == ["+trainer.foo=1"]
