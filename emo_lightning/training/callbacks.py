@@ -104,7 +104,6 @@ class LastCheckpoint(ModelCheckpoint):
         if self._requeue and trainer.is_global_zero:
             requeue_slurm_job()
 
-
     def _save_sigterm_checkpoint(self, trainer: pl.Trainer) -> None:
         """Save ``last.ckpt`` where SIGTERM stopped the run, with the loggers' step counter as a restart expects it.
 
@@ -114,7 +113,7 @@ class LastCheckpoint(ModelCheckpoint):
         far; the counter is saved one back in that case.
         """
         epoch_loop = trainer.fit_loop.epoch_loop
-        moved_on = trainer.global_step == self._validated_at_step
+        moved_on = int(trainer.global_step == self._validated_at_step)
         epoch_loop._batches_that_stepped -= moved_on
         try:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
