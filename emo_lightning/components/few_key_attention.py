@@ -12,15 +12,17 @@ from __future__ import annotations
 import torch
 from diffusers.models.attention_processor import Attention
 from einops import rearrange
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def folds(attn: Attention, num_keys: int) -> bool:
-    """Whether ``attn`` can attend to ``num_keys`` keys folded, and doing so is cheaper: plain projections (no norms,
-    no query bias, no residual or rescaling) and fewer keys over all heads than the layer's inner width."""
-    plain = (attn.spatial_norm is None and attn.group_norm is None and attn.norm_q is None and attn.norm_k is None
-             and attn.norm_cross is None and attn.to_q.bias is None and not attn.residual_connection
-             and attn.rescale_output_factor == 1.0)
+    """Whether ``attn`` can attend to ``num_keys`` keys folded, and doing so is cheaper: plain projections
+    (``nn.Linear`` itself, so not wrapped by LoRA or quantised; no norms, no query bias, no residual or rescaling) and
+    fewer keys over all heads than the layer's inner width."""
+    linear = type(attn.to_q) is nn.Linear and type(attn.to_out[0]) is nn.Linear
+    plain = (linear and attn.spatial_norm is None and attn.group_norm is None and attn.norm_q is None
+             and attn.norm_k is None and attn.norm_cross is None and attn.to_q.bias is None
+             and not attn.residual_connection and attn.rescale_output_factor == 1.0)
     return plain and attn.heads * num_keys < attn.inner_dim
 
 
