@@ -128,6 +128,7 @@ def test_sigkill_and_sigterm_then_restarts_equal_the_uninterrupted_run(synthetic
     uninterrupted run."""
     root = tmp_path / "killed"
     killed_at = kill_after(root, start(root), 3)
+    assert killed_at == 3, "the SIGKILL came after the step-6 checkpoint: the restart cannot stop at step 4"
     partial = root / "checkpoints" / ".last.ckpt.999.tmp"  # as a kill during a save leaves it
     partial.write_bytes(b"half a checkpoint")
     sigterm_at(root, 4)
