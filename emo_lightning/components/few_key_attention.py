@@ -15,15 +15,19 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
+def plain_attention(attn: Attention) -> bool:
+    """An attention layer as SD's are: no norms around the projections, no residual or rescaling inside."""
+    return (attn.spatial_norm is None and attn.group_norm is None and attn.norm_q is None and attn.norm_k is None
+            and not attn.residual_connection and attn.rescale_output_factor == 1.0)
+
+
 def folds(attn: Attention, num_keys: int) -> bool:
-    """Whether ``attn`` can attend to ``num_keys`` keys folded, and doing so is cheaper: plain projections
-    (``nn.Linear`` itself, so not wrapped by LoRA or quantised; no norms, no query bias, no residual or rescaling) and
-    fewer keys over all heads than the layer's inner width."""
+    """Whether ``attn`` can attend to ``num_keys`` keys folded, and doing so is cheaper: a plain layer whose query and
+    output projections are ``nn.Linear`` itself (not wrapped by LoRA or quantised), without a query bias or a norm of
+    the context, and fewer keys over all heads than the layer's inner width."""
     linear = type(attn.to_q) is nn.Linear and type(attn.to_out[0]) is nn.Linear
-    plain = (linear and attn.spatial_norm is None and attn.group_norm is None and attn.norm_q is None
-             and attn.norm_k is None and attn.norm_cross is None and attn.to_q.bias is None
-             and not attn.residual_connection and attn.rescale_output_factor == 1.0)
-    return plain and attn.heads * num_keys < attn.inner_dim
+    return (linear and plain_attention(attn) and attn.norm_cross is None and attn.to_q.bias is None
+            and attn.heads * num_keys < attn.inner_dim)
 
 
 def few_key_attention(attn: Attention, hidden: Tensor, key: Tensor, value: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import Tensor
 
 from emo_lightning.components.backbone.sd_unet.state import UNetState
-from emo_lightning.components.few_key_attention import few_key_attention, folds
+from emo_lightning.components.few_key_attention import few_key_attention, folds, plain_attention
 
 _sdpa = AttnProcessor2_0()
 
@@ -53,7 +53,7 @@ class ReferenceAttnProcessor(_Processor):
         if reference is None:
             return _sdpa(attn, hidden_states, None, attention_mask)
         per_video = hidden_states.shape[0] // reference.shape[0]  # reference rows are per video, hidden per frame
-        if attention_mask is not None or not _plain(attn) or hidden_states.ndim != 3:
+        if attention_mask is not None or not plain_attention(attn) or hidden_states.ndim != 3:
             reference = reference.to(hidden_states.dtype).repeat_interleave(per_video, dim=0)
             return _sdpa(attn, hidden_states, torch.cat([hidden_states, reference], dim=1), attention_mask)
         ref_key, ref_value = self._reference_keys(attn, reference)
@@ -79,12 +79,6 @@ def _version(tensor: Tensor) -> int | None:
     """The in-place update counter; inference-mode tensors (``emo predict`` runs in inference mode) keep none, and
     are never updated in place while generation runs."""
     return None if tensor.is_inference() else tensor._version
-
-
-def _plain(attn: Attention) -> bool:
-    """An attention layer as SD's attn1 is: no norms around the projections, no residual or rescaling inside."""
-    return (attn.spatial_norm is None and attn.group_norm is None and attn.norm_q is None and attn.norm_k is None
-            and not attn.residual_connection and attn.rescale_output_factor == 1.0)
 
 
 class AudioAttnProcessor(_Processor):
