@@ -55,8 +55,8 @@ class SaveResolvedConfig(SaveConfigCallback):
 
 
 class EmoLightningCLI(LightningCLI):
-    """LightningCLI whose reading of a ``ckpt_path``'s hyper-parameters into the model config upgrades an older
-    checkpoint's layout first (:func:`emo_lightning.training.checkpoint.upgrade_layout`), as every other reader does."""
+    """LightningCLI whose reading of a ``ckpt_path``'s hyper-parameters into the model config goes through
+    :func:`~emo_lightning.training.checkpoint.read_checkpoint` (memory-mapped, with its clear errors)."""
 
     def _parse_ckpt_path(self) -> None:
         from emo_lightning.training.checkpoint import read_checkpoint

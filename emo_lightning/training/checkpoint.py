@@ -19,8 +19,7 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``: tensors and plain containers only; never runs pickled code. Older layouts
-    are brought to this one (:func:`upgrade_layout`)."""
+    """``torch.load(weights_only=True)``: tensors and plain containers only; never runs pickled code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -34,81 +33,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint: {exc}") from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
-    return upgrade_layout(checkpoint)
-
-
-# the layout before the backbone kind: the UNet, the ReferenceNet and the temporal blocks were EMO's own submodules
-_UNET_LAYOUT_KEYS = {"model.backbone.": "model.backbone.unet.", "model.reference_net.": "model.backbone.reference_net.",
-                     "model.temporal_blocks.": "model.backbone.temporal_blocks."}
-# its EMO submodules in registration order (the order of its optimizer's parameters)
-_UNET_LAYOUT_ORDER = ("vae", "backbone", "reference_net", "audio_encoder", "audio_positions", "face_locator",
-                      "speed_encoder", "temporal_blocks")
-_UNET_NAMES = {"sd": "sd_unet"}
-
-
-def _unet_layout_key(key: str) -> str:
-    for old, new in _UNET_LAYOUT_KEYS.items():
-        if key.startswith(old):
-            return new + key[len(old):]
-    return key
-
-
-def _old_unet_layout_key(key: str) -> str:
-    for old, new in _UNET_LAYOUT_KEYS.items():
-        if key.startswith(new):
-            return old + key[len(new):]
-    return key
-
-
-def upgrade_layout(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older checkpoint to this layout; changes ``checkpoint`` in place and does nothing to a current one.
-
-    * Lightning's ``EMAWeightAveraging`` held the averaged weights in ``state_dict`` and the training weights in
-      ``current_model_state``: they move to ``state_dict`` = training weights, ``ema.state_dict`` = averages (see
-      :mod:`emo_lightning.training.ema`).
-    * Before the ``backbone`` kind, hyper-parameters named a ``unet`` (``{name: sd, ...}``) and the UNet, ReferenceNet
-      and temporal blocks were ``model.backbone.*``, ``model.reference_net.*`` and ``model.temporal_blocks.*``: they
-      become the ``sd_unet`` backbone's ``model.backbone.{unet,reference_net,temporal_blocks}.*``, and
-      ``checkpoint["unet_layout"]`` records it (:func:`reorder_optimizer_states` needs it to resume).
-    """
-    if "current_model_state" in checkpoint:
-        checkpoint["ema"] = {"state_dict": checkpoint["state_dict"], "updates": 1}
-        checkpoint["state_dict"] = checkpoint.pop("current_model_state")
-        checkpoint.pop("averaging_state", None)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if isinstance(hparams.get("unet"), dict) and "backbone" not in hparams:
-        unet = hparams.pop("unet")
-        hparams["backbone"] = {**unet, "name": _UNET_NAMES.get(unet.get("name"), unet.get("name"))}
-        for holder in (checkpoint, checkpoint.get("ema") or {}):
-            if isinstance(holder.get("state_dict"), dict):
-                holder["state_dict"] = {_unet_layout_key(k): v for k, v in holder["state_dict"].items()}
-        checkpoint["unet_layout"] = True
     return checkpoint
-
-
-def reorder_optimizer_states(checkpoint: dict[str, Any], trainable: list[str]) -> None:
-    """A checkpoint of the ``unet`` layout (see :func:`upgrade_layout`) saved its optimizer's state in that layout's
-    parameter order: put it in this model's order. ``trainable``: the names of the optimizer's parameters, in its
-    order (one parameter group)."""
-    if not checkpoint.pop("unet_layout", False):
-        return
-    rank = {name: _UNET_LAYOUT_ORDER.index(_old_unet_layout_key(name).split(".")[1]) for name in trainable}
-    old_order = sorted(trainable, key=rank.__getitem__)  # stable: the same order inside each submodule
-    position = {name: i for i, name in enumerate(trainable)}
-    for optimizer in checkpoint.get("optimizer_states") or []:
-        groups = optimizer.get("param_groups") or []
-        if len(groups) != 1 or len(groups[0]["params"]) != len(trainable):
-            continue  # not this model's optimizer: loading it fails with Lightning's own message
-        saved = groups[0]["params"]
-        optimizer["state"] = {position[old_order[saved.index(index)]]: state
-                              for index, state in optimizer.get("state", {}).items()}
-        groups[0]["params"] = list(range(len(trainable)))
 
 
 def generation_weights(checkpoint: dict[str, Any], ema: bool = True) -> dict[str, torch.Tensor]:
     """The weights to generate with: the training weights with, when ``ema`` and the checkpoint has them, the
     EMA averages of the trainable parameters in their place."""
-    upgrade_layout(checkpoint)
     averages = (checkpoint.get("ema") or {}).get("state_dict") or {} if ema else {}
     return {**checkpoint["state_dict"], **averages}
 

@@ -21,8 +21,6 @@ from emo_lightning.training.checkpoint import (
     generation_weights,
     load_adapter,
     load_weights,
-    reorder_optimizer_states,
-    upgrade_layout,
 )
 from emo_lightning.training.draws import SampleDraws
 from emo_lightning.training.lora import add_lora, base_keys_to_wrapped, check_spec, is_lora_key
@@ -288,10 +286,7 @@ class EMOLightningModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resuming a fit loads the training weights (the EMA callback takes the averages); validate, test and
         predict load the averages where the checkpoint has them."""
-        upgrade_layout(checkpoint)
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
-        if fitting:
-            reorder_optimizer_states(checkpoint, [n for n, p in self.named_parameters() if p.requires_grad])
         if not fitting:
             checkpoint["state_dict"] = generation_weights(checkpoint)
         state = checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
