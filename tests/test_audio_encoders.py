@@ -93,7 +93,7 @@ def test_windowed_encoding_of_40_s_equals_one_pass(name, fps):
 @pytest.mark.parametrize("name", ["wav2vec2", "hubert"])
 def test_windowed_encoding_of_global_attention_models_deviates_only_slightly(name):
     """wav2vec2 and HuBERT attend over the whole input, so 10-s windows with 2 s of context are not one pass; the
-    deviation (README: audio encoders) stays small next to the tokens' unit scale."""
+    deviation (docs/guides/architecture.md, audio encoders) stays small next to the tokens' unit scale."""
     encoder = tiny(name)
     waveform = torch.randn(1, 40 * encoder.sample_rate) * 0.1
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Audio tokens for a long waveform, encoded in overlapping windows so that memory stays bounded.
 
-One pass of an audio encoder over a whole waveform grows with its length (wav2vec2-base: see the README's results),
+One pass of an audio encoder over a whole waveform grows with its length (wav2vec2-base: docs/guides/architecture.md),
 so a song of several minutes would take gigabytes. Audio longer than ``window_s + 2·context_s`` is cut into windows
 of ``window_s``, each encoded with ``context_s`` of audio on both sides that is then dropped, so every kept frame
 sees at least ``context_s`` of its neighbourhood. Shorter audio is encoded in one pass. The default 10 s + 2 × 2 s

@@ -39,7 +39,7 @@ class GenerationSettings:
     speed: float = 1.0  # head-motion speed, degrees per frame: 0.1-1 talking, 1-1.3 singing (stage-3 models)
     seed: int = 0  # same seed, same video
     fps: float = 25.0  # output frame rate
-    # speed (see emo_lightning/pipeline/speed.py and the README's "Fast generation")
+    # speed (see emo_lightning/pipeline/speed.py and docs/guides/generation.md)
     guidance_max_noise: float = 1.0  # guidance branches run only at noise levels t/T in [min, max]; the other steps
     guidance_min_noise: float = 0.0  # run the fully conditioned branch alone
     cache_threshold: float = 0.0  # > 0: reuse the last prediction until the input has moved this much (relative L1)
