@@ -1,5 +1,6 @@
-"""Scoring real and written videos: the landmark sync on a copy of the shared HDTF clip whose audio starts 5 frames
-later, F-SIM against the clip's own first frame and other identities, and `emo evaluate` writing its reports."""
+"""Scoring real and written videos: a copy of the shared HDTF clip whose audio starts 5 frames later (its audio read
+from the stream's start; landmark sync itself: test_landmark_sync.py), F-SIM against the clip's own first frame and
+other identities, and `emo evaluate` writing its reports."""
 
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from emo_lightning import registry
 from emo_lightning.config import compose_config
 from emo_lightning.data import make_clip
 from emo_lightning.evaluation.evaluate import evaluate
-from emo_lightning.evaluation.face_geometry import mouth_opening
-from emo_lightning.evaluation.landmark_sync import landmark_sync
 from emo_lightning.evaluation.scorer import Video, VideoScorer
 from emo_lightning.media import Mp4Writer, load_audio, load_image, read_video
 
@@ -73,16 +72,6 @@ def test_audio_stream_start_is_honoured(clip):
     assert np.array_equal(delayed[3200:3200 + len(audio) - 4000], audio[: len(audio) - 4000])
 
 
-def test_landmark_sync_recovers_a_5_frame_audio_delay_on_the_shared_clip(clip):
-    landmarks = component("landmarks", "mediapipe_mesh")
-    opening = mouth_opening(landmarks.detect_video(clip["frames"]).astype(np.float64), landmarks.regions)
-    original = landmark_sync(opening, clip["audio"], 16000, clip["fps"])
-    delayed = landmark_sync(opening, clip["delayed_audio"], 16000, clip["fps"])
-    print(f"natural offset {original['offset']:+.0f} frames (r {original['correlation']:.2f}, "
-          f"confidence {original['confidence']:.2f}); audio delayed 5 frames: {delayed['offset']:+.0f}")
-    assert abs(delayed["offset"] - original["offset"] - 5) <= 1
-
-
 def test_fsim_is_high_for_the_clip_and_lower_for_other_identities(clip, sample):
     component("face_embedder", "dlib_resnet")
     scorer = VideoScorer({"face_detector": {"name": "mediapipe"}, "face_embedder": {"name": "dlib_resnet"}},
@@ -126,7 +115,10 @@ def test_emo_evaluate_on_the_shared_clip_writes_all_files(clip, tmp_path):
     results = json.loads((tmp_path / "scores/metrics.json").read_text())
     assert results["sync_c"].startswith("skipped: ") and "syncnet_v2.model" in results["sync_c"]
     assert results["fid"].startswith("skipped: ")
-    assert results["fsim"] > 0.9 and -15 <= results["lmk_sync_offset"] <= 15
+    assert results["fsim"] > 0.9 and isinstance(results["lmk_sync_conf"], float)
+    # this 8-s clip's offset is undetermined at the default confidence (docs/results/landmark_sync.md)
+    offset = results["lmk_sync_offset"]
+    assert (isinstance(offset, float) and abs(offset) <= 2) or offset.startswith("skipped: no video gave a value")
     table = (tmp_path / "scores/metrics.md").read_text()
     assert "| FID ↓ | SyncNet-C ↑ | SyncNet-D ↓ | F-SIM ↑ | FVD ↓ | E-FID ↓ |" in table
     rows = list(csv.DictReader(open(tmp_path / "scores/per_video.csv")))

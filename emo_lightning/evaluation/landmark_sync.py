@@ -1,107 +1,129 @@
-"""Lip sync from facial landmarks, with no sync network: how well the mouth opening follows the audio, and the
-audio–video offset at which it follows best.
+"""Lip sync from facial landmarks, with no sync network: the audio–video offset at which the lips' motion follows the
+speech best, and how clearly the clip shows it.
 
-Signals (one value per video frame):
+Two pairs of per-frame signals (:mod:`~emo_lightning.evaluation.sync_signals`, at the video's frame rate) are
+compared: lip motion against loudness (the lips move while someone speaks) and lip motion against spectral change
+(they move fastest where the sound changes fastest). Neither is band-passed: a syllable-rate band-pass makes both
+signals nearly periodic, and the correlation then peaks as high one syllable away as at the true offset.
 
-* mouth: the inner-lip area over the squared eye distance
-  (:func:`~emo_lightning.evaluation.face_geometry.mouth_opening`);
-* audio: the log energies of 16 log-spaced bands (80 Hz–8 kHz) per frame, reduced to their first principal component
-  after band-passing (the spectral pattern that varies most at syllable rate), signed to follow the loudness.
-
-Both are band-passed to syllable rate (a difference of two moving averages, ``fast`` and ``slow`` frames wide,
-≈ 2–8 Hz at 25 fps), which removes slow trends (head motion, loudness drift) that otherwise make the correlation
-peak broad and wander. The Pearson correlation is computed at each offset in ±``max_offset`` frames within windows
-of ``window_seconds`` (every ``hop_seconds``), and the windows' curves are averaged (a consensus that one odd window
-cannot move far). Reported: the offset of the averaged curve's peak (positive: the sound comes after the mouth),
-the correlation there, a confidence (peak minus the curve's median, as SyncNet's), and the share of windows whose
-own peak lies within one frame of it.
+For every offset in ±``max_offset`` frames the Pearson correlation of ``lips[t]`` with ``audio[t + offset]`` is
+computed over the whole clip, and the two pairs' curves are averaged. Chance level comes from the same clip: the
+averaged correlation at every circular shift of the audio by at least ``max(2·max_offset, 20 %)`` of the clip, where
+lips and sound are unrelated but the signals keep their own rhythm. The confidence is the peak's distance from the
+chance mean in chance standard deviations. The offset is ``None`` (undetermined) when the curve's maximum lies at the
+edge of the search (the true peak may lie outside it), when the confidence is below ``min_confidence`` (a flat
+curve), or when another local maximum more than ``2`` frames away comes within ``ambiguity`` of the peak's height
+above chance (two candidate offsets). Positive offsets: the sound comes after the lips.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.signal import stft
 
-BANDS = np.geomspace(80, 8000, 17)  # edges of 16 bands
+from emo_lightning.evaluation.sync_signals import (
+    band_levels,
+    lip_motion,
+    loudness,
+    opening_speed,
+    spectral_change,
+)
 
-
-def band_energies(waveform: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> np.ndarray:
-    """(num_frames, 16) log energies per video frame (frame f ↔ samples from f·rate/fps), 10 ms STFT steps pooled."""
-    hop = round(sample_rate * 0.01)
-    window = round(sample_rate * 0.025)
-    needed = math.ceil(num_frames * sample_rate / fps) + window
-    wave = np.zeros(needed)
-    wave[: min(len(waveform), needed)] = waveform[:needed]
-    freqs, _, spectrum = stft(wave, sample_rate, nperseg=window, noverlap=window - hop, boundary=None, padded=False)
-    power = np.abs(spectrum) ** 2
-    bands = np.stack([power[(freqs >= lo) & (freqs < hi)].sum(0) for lo, hi in zip(BANDS[:-1], BANDS[1:],
-                                                                                      strict=True)], 1)
-    step_of_frame = np.floor(np.arange(num_frames + 1) * sample_rate / fps / hop).astype(int)
-    step_of_frame = np.minimum(step_of_frame, len(bands) - 1)
-    pooled = np.stack([bands[a : max(b, a + 1)].mean(0) for a, b in zip(step_of_frame[:-1], step_of_frame[1:],
-                                                                         strict=True)])
-    return np.log(pooled + 1e-10)
+SMOOTH_FRAMES = 3  # the landmark track jitters from frame to frame; both signals get the same moving average
 
 
-def bandpass(x: np.ndarray, fast: int = 3, slow: int = 13) -> np.ndarray:
-    """Moving average over ``fast`` frames minus moving average over ``slow`` frames, along axis 0."""
-    def smooth(values: np.ndarray, width: int) -> np.ndarray:
-        padded = np.pad(values, [(width // 2, width - 1 - width // 2)] + [(0, 0)] * (values.ndim - 1), mode="edge")
-        cumulative = np.cumsum(np.concatenate([np.zeros_like(padded[:1]), padded]), axis=0)
-        return (cumulative[width:] - cumulative[:-width]) / width
+@dataclass
+class SyncResult:
+    """``offset``: frames of the video, positive when the sound comes after the lips, ``None`` when undetermined
+    (``reason`` says why); ``correlation``: the averaged curve at its peak; ``confidence``: the peak's height above
+    chance in standard deviations of chance; ``curve``: the averaged correlation per offset, −max_offset first."""
 
-    return smooth(x, fast) - smooth(x, slow)
+    offset: int | None
+    correlation: float
+    confidence: float
+    reason: str
+    curve: list[float]
 
-
-def audio_activity(bands: np.ndarray, fast: int = 3, slow: int = 13) -> np.ndarray:
-    """The first principal component of the band-passed band energies, signed to rise with loudness."""
-    filtered = bandpass(bands, fast, slow)
-    filtered = filtered - filtered.mean(0)
-    u, s, _ = np.linalg.svd(filtered, full_matrices=False)
-    component = u[:, 0] * s[0]
-    loudness = bandpass(np.log(np.exp(bands).sum(1)), fast, slow)
-    return component if np.dot(component, loudness - loudness.mean()) >= 0 else -component
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
-def lagged_correlation(mouth: np.ndarray, audio: np.ndarray, max_offset: int) -> np.ndarray:
-    """Pearson correlation of ``mouth[t]`` with ``audio[t + offset]`` for offset = -max_offset … max_offset."""
+def smooth(values: np.ndarray, width: int = SMOOTH_FRAMES) -> np.ndarray:
+    """Centred moving average over ``width`` frames (edges held)."""
+    padded = np.pad(values, (width // 2, width - 1 - width // 2), mode="edge")
+    return np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+def lagged_correlation(lips: np.ndarray, audio: np.ndarray, max_offset: int) -> np.ndarray:
+    """Pearson correlation of ``lips[t]`` with ``audio[t + offset]`` over their overlap, offset = −max … max."""
     curve = np.zeros(2 * max_offset + 1)
     for i, offset in enumerate(range(-max_offset, max_offset + 1)):
-        a = mouth[max(0, -offset) : len(mouth) - max(0, offset)]
+        a = lips[max(0, -offset) : len(lips) - max(0, offset)]
         b = audio[max(0, offset) : len(audio) - max(0, -offset)]
         a, b = a - a.mean(), b - b.mean()
-        denominator = math.sqrt(float((a * a).sum() * (b * b).sum()))
+        denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
         curve[i] = float((a * b).sum()) / denominator if denominator > 0 else 0.0
     return curve
 
 
-def sync_offset(mouth: np.ndarray, audio: np.ndarray, fps: float, max_offset: int = 15,
-                window_seconds: float = 4.0, hop_seconds: float = 1.0) -> dict[str, float]:
-    """Offset search on per-frame mouth and audio signals (already band-passed), by per-window consensus."""
-    frames = len(mouth)
-    window = min(frames, round(window_seconds * fps))
-    if window < 2 * max_offset + 4:
-        raise ValueError(f"{frames} frames are too few for an offset search over ±{max_offset} frames "
-                         f"(at least {2 * max_offset + 4})")
-    hop = max(1, round(hop_seconds * fps))
-    starts = list(range(0, frames - window + 1, hop))
-    curves = np.stack([lagged_correlation(mouth[s : s + window], audio[s : s + window], max_offset) for s in starts])
-    curve = curves.mean(0)
+def circular_correlations(lips: np.ndarray, audio: np.ndarray, min_shift: int) -> np.ndarray:
+    """Pearson correlation of ``lips`` with ``audio`` circularly shifted by every shift in ``min_shift …
+    len − min_shift`` (by FFT, so long videos cost little)."""
+    a = (lips - lips.mean()) / (lips.std() or 1.0)
+    b = (audio - audio.mean()) / (audio.std() or 1.0)
+    circular = np.fft.irfft(np.conj(np.fft.rfft(a)) * np.fft.rfft(b), len(a)) / len(a)
+    return circular[min_shift : len(a) - min_shift + 1]
+
+
+def find_offset(curve: np.ndarray, chance: np.ndarray, min_confidence: float = 3.0,
+                ambiguity: float = 0.8) -> SyncResult:
+    """The offset at the curve's peak, or ``None`` with the reason (see the module's docstring)."""
+    max_offset = (len(curve) - 1) // 2
     peak = int(curve.argmax())
-    agreement = float(np.mean(np.abs(curves.argmax(1) - peak) <= 1))
-    return {"offset": float(peak - max_offset), "correlation": float(curve[peak]),
-            "confidence": float(curve[peak] - np.median(curve)), "window_agreement": agreement}
+    spread = float(chance.std()) or 1e-12
+    confidence = float((curve[peak] - chance.mean()) / spread)
+    values = {"correlation": float(curve[peak]), "confidence": confidence, "curve": [float(c) for c in curve]}
+    if peak in (0, len(curve) - 1):
+        return SyncResult(None, reason=f"the correlation is highest at the edge of the ±{max_offset}-frame search",
+                          **values)
+    if confidence < min_confidence:
+        return SyncResult(None, reason=f"no clear peak (confidence {confidence:.1f} < {min_confidence})", **values)
+    height = curve - chance.mean()
+    local = [i for i in range(1, len(curve) - 1) if curve[i] >= curve[i - 1] and curve[i] >= curve[i + 1]]
+    rivals = [i for i in local if abs(i - peak) > 2 and height[i] >= ambiguity * height[peak]]
+    if rivals:
+        return SyncResult(None, reason=f"two candidate offsets ({peak - max_offset:+d} and "
+                                       f"{rivals[0] - max_offset:+d}) of similar height", **values)
+    return SyncResult(peak - max_offset, reason="", **values)
 
 
-def landmark_sync(opening: np.ndarray, waveform: np.ndarray, sample_rate: int, fps: float, max_offset: int = 15,
-                  fast: int = 3, slow: int = 13) -> dict[str, float]:
-    """Landmark sync of one video from its mouth opening per frame (NaN where no face: filled from neighbours)."""
-    opening = np.asarray(opening, float)
-    found = np.isfinite(opening)
-    if found.sum() < max(2, 0.5 * len(opening)):
-        raise ValueError(f"a face was found in only {found.sum()} of {len(opening)} frames")
-    opening = np.interp(np.arange(len(opening)), np.flatnonzero(found), opening[found])
-    bands = band_energies(waveform, sample_rate, len(opening), fps)
-    return sync_offset(bandpass(opening, fast, slow), audio_activity(bands, fast, slow), fps, max_offset)
+def sync_curves(lip_signals: list[np.ndarray], waveform: np.ndarray, sample_rate: int, fps: float,
+                max_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(averaged lagged correlation, averaged chance correlations) of each lip signal against each audio signal."""
+    frames = len(lip_signals[0])
+    min_shift = max(2 * max_offset, round(0.2 * frames))
+    if frames < 2 * min_shift + 10:
+        raise ValueError(f"{frames} frames are too few for an offset search over ±{max_offset} frames with a chance "
+                         f"level (at least {4 * max_offset + 10})")
+    levels = band_levels(waveform, sample_rate, frames, fps)
+    curves, chances = [], []
+    audio_signals = [smooth(loudness(levels)), smooth(spectral_change(levels))]
+    for lips in map(smooth, lip_signals):
+        for audio in audio_signals:
+            curves.append(lagged_correlation(lips, audio, max_offset))
+            chances.append(circular_correlations(lips, audio, min_shift))
+    return np.mean(curves, 0), np.mean(chances, 0)
+
+
+def landmark_sync(points: np.ndarray, regions: dict[str, np.ndarray], waveform: np.ndarray, sample_rate: int,
+                  fps: float, max_offset: int = 15, min_confidence: float = 3.0) -> SyncResult:
+    """Landmark sync of one video from its landmarks ``(F, P, 2)`` (all-NaN rows where no face was found) and its
+    mono audio, sample 0 at the first frame."""
+    points = np.asarray(points, np.float64)
+    found = np.isfinite(points[:, 0, 0])
+    if found.sum() < max(3, 0.5 * len(points)):
+        raise ValueError(f"a face was found in only {found.sum()} of {len(points)} frames")
+    lip_signals = [lip_motion(points, regions), opening_speed(points, regions)]
+    curve, chance = sync_curves(lip_signals, waveform, sample_rate, fps, max_offset)
+    return find_offset(curve, chance, min_confidence)

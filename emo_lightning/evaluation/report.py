@@ -14,7 +14,7 @@ COLUMNS = {
     "kid": ("KID", "↓"), "ssim": ("SSIM", "↑"), "psnr": ("PSNR", "↑"), "lpips": ("LPIPS", "↓"),
     "lmd": ("LMD", "↓"), "mouth_lmd": ("Mouth LMD", "↓"), "sync_offset": ("SyncNet offset", "→0"),
     "lmk_sync_corr": ("Landmark sync r", "↑"), "lmk_sync_conf": ("Landmark sync conf.", "↑"),
-    "lmk_sync_offset": ("Landmark sync offset", "→0"), "lmk_sync_agreement": ("Landmark sync agreement", "↑"),
+    "lmk_sync_offset": ("Landmark sync offset", "→0"), "lmk_sync_found": ("Landmark sync found", "↑"),
     "drift_identity": ("Drift identity", "↑"), "drift_colour": ("Drift colour", "↓"),
 }
 PAPER_COLUMNS = ("fid", "sync_c", "sync_d", "fsim", "fvd", "efid")

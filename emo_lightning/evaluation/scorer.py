@@ -18,7 +18,6 @@ from emo_lightning import registry
 from emo_lightning.evaluation.face_geometry import (
     EXPRESSION_REGIONS,
     expression_features,
-    mouth_opening,
     normalised_shapes,
 )
 from emo_lightning.evaluation.face_track import sync_crops, track_faces
@@ -29,7 +28,7 @@ from emo_lightning.evaluation.syncnet_score import offset_search
 from emo_lightning.evaluation.video_scores import VideoScores
 
 PER_VIDEO = ("sync_c", "sync_d", "sync_offset", "lmk_sync_corr", "lmk_sync_conf", "lmk_sync_offset",
-             "lmk_sync_agreement", "fsim", "drift_identity", "drift_colour", "ssim", "psnr", "lmd", "mouth_lmd")
+             "lmk_sync_found", "fsim", "drift_identity", "drift_colour", "ssim", "psnr", "lmd", "mouth_lmd")
 SET_LEVEL = ("fid", "kid", "fvd", "efid")
 NEEDS = {  # metric → the components it needs
     "fid": ("frame_features",), "kid": ("frame_features",), "fvd": ("video_features",),
@@ -37,13 +36,13 @@ NEEDS = {  # metric → the components it needs
     "sync_c": ("sync_model", "face_detector"), "sync_d": ("sync_model", "face_detector"),
     "sync_offset": ("sync_model", "face_detector"),
     "lmk_sync_corr": ("landmarks",), "lmk_sync_conf": ("landmarks",), "lmk_sync_offset": ("landmarks",),
-    "lmk_sync_agreement": ("landmarks",),
+    "lmk_sync_found": ("landmarks",),
     "fsim": ("face_embedder", "face_detector"), "drift_identity": ("face_embedder", "face_detector"),
     "drift_colour": ("face_detector",),
 }
 GROUND_TRUTH_METRICS = ("fid", "kid", "fvd", "efid", "ssim", "psnr", "lmd", "mouth_lmd")
 AUDIO_METRICS = ("sync_c", "sync_d", "sync_offset", "lmk_sync_corr", "lmk_sync_conf", "lmk_sync_offset",
-                 "lmk_sync_agreement")
+                 "lmk_sync_found")
 LPIPS_SKIPPED = ("torchmetrics' LPIPS builds its network with torchvision, which cannot be installed beside the "
                  "CPU torch wheel")
 
@@ -173,13 +172,16 @@ class VideoScorer:
         if points is None:
             return {}
         try:
-            result = landmark_sync(mouth_opening(points, self.components["landmarks"].regions), video.audio,
-                                   video.sample_rate, video.fps, self.max_offset)
+            result = landmark_sync(points, self.components["landmarks"].regions, video.audio, video.sample_rate,
+                                   video.fps, self.max_offset)
         except ValueError as err:
             notes.append(f"landmark sync: {err}")
             return {}
-        return {"lmk_sync_corr": result["correlation"], "lmk_sync_conf": result["confidence"],
-                "lmk_sync_offset": result["offset"], "lmk_sync_agreement": result["window_agreement"]}
+        if result.offset is None:
+            notes.append(f"landmark sync offset undetermined: {result.reason}")
+        return {"lmk_sync_corr": result.correlation, "lmk_sync_conf": result.confidence,
+                "lmk_sync_offset": math.nan if result.offset is None else float(result.offset),
+                "lmk_sync_found": float(result.offset is not None)}
 
     def _identity(self, video: Video, boxes: np.ndarray | None, notes: list[str]) -> dict[str, float]:
         if boxes is None:
