@@ -1,19 +1,23 @@
 """Lip sync from facial landmarks, with no sync network: the audio–video offset at which the lips' motion follows the
 speech best, and how clearly the clip shows it.
 
-Two pairs of per-frame signals (:mod:`~emo_lightning.evaluation.sync_signals`, at the video's frame rate) are
-compared: lip motion against loudness (the lips move while someone speaks) and lip motion against spectral change
-(they move fastest where the sound changes fastest). Neither is band-passed: a syllable-rate band-pass makes both
-signals nearly periodic, and the correlation then peaks as high one syllable away as at the true offset.
+Per-frame signals (:mod:`~emo_lightning.evaluation.sync_signals`, at the video's frame rate) are compared in six
+pairs (:func:`signal_pairs`): lip motion and opening speed against loudness (the lips move while someone speaks) and
+against spectral change (they move fastest where the sound changes fastest), and the rates of change of both against
+that of loudness (onsets against onsets, which sharpens the peak). None is band-passed: a syllable-rate band-pass
+makes the signals nearly periodic, and the correlation then peaks as high one syllable away as at the true offset.
+Mouth opening itself is not compared: people open their mouths to breathe in silence and close them on loud
+bilabial onsets.
 
 For every offset in ±``max_offset`` frames the Pearson correlation of ``lips[t]`` with ``audio[t + offset]`` is
-computed over the whole clip, and the two pairs' curves are averaged. Chance level comes from the same clip: the
-averaged correlation at every circular shift of the audio by at least ``max(2·max_offset, 20 %)`` of the clip, where
-lips and sound are unrelated but the signals keep their own rhythm. The confidence is the peak's distance from the
-chance mean in chance standard deviations. The offset is ``None`` (undetermined) when the curve's maximum lies at the
-edge of the search (the true peak may lie outside it), when the confidence is below ``min_confidence`` (a flat
-curve), or when another local maximum more than ``2`` frames away comes within ``ambiguity`` of the peak's height
-above chance (two candidate offsets). Positive offsets: the sound comes after the lips.
+computed over the whole clip (3-frame moving averages first), and the pairs' curves are averaged. Chance level comes
+from the same clip: the averaged correlation at every circular shift of the audio by at least
+``max(2·max_offset, 20 %)`` of the clip, where lips and sound are unrelated but the signals keep their own rhythm.
+The confidence is the peak's distance from the chance mean in chance standard deviations. The offset is ``None``
+(undetermined) when the curve's maximum lies at the edge of the search (the true peak may lie outside it), when the
+confidence is below ``min_confidence`` (a flat curve), or when another local maximum more than 2 frames away
+reaches ``ambiguity`` (60 %) of the peak's height above chance (two candidate offsets). Positive offsets: the sound
+comes after the lips.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def circular_correlations(lips: np.ndarray, audio: np.ndarray, min_shift: int) -
 
 
 def find_offset(curve: np.ndarray, chance: np.ndarray, min_confidence: float = 3.0,
-                ambiguity: float = 0.8) -> SyncResult:
+                ambiguity: float = 0.6) -> SyncResult:
     """The offset at the curve's peak, or ``None`` with the reason (see the module's docstring)."""
     max_offset = (len(curve) - 1) // 2
     peak = int(curve.argmax())
@@ -98,21 +102,30 @@ def find_offset(curve: np.ndarray, chance: np.ndarray, min_confidence: float = 3
     return SyncResult(peak - max_offset, reason="", **values)
 
 
+def signal_pairs(lip_signals: list[np.ndarray], levels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (lips, audio) pairs compared: lip motion and opening speed each against loudness and spectral change, and
+    the rates of change of lip motion and of opening speed against that of loudness (sharper peaks: onsets)."""
+    motion, opening = (smooth(x) for x in lip_signals)
+    loud, change = smooth(loudness(levels)), smooth(spectral_change(levels))
+
+    def rate(x: np.ndarray) -> np.ndarray:
+        return smooth(np.gradient(x))
+
+    return [(motion, loud), (motion, change), (opening, loud), (opening, change),
+            (rate(motion), rate(loud)), (rate(opening), rate(loud))]
+
+
 def sync_curves(lip_signals: list[np.ndarray], waveform: np.ndarray, sample_rate: int, fps: float,
                 max_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """(averaged lagged correlation, averaged chance correlations) of each lip signal against each audio signal."""
+    """(averaged lagged correlation, averaged chance correlations) over :func:`signal_pairs`."""
     frames = len(lip_signals[0])
     min_shift = max(2 * max_offset, round(0.2 * frames))
     if frames < 2 * min_shift + 10:
         raise ValueError(f"{frames} frames are too few for an offset search over ±{max_offset} frames with a chance "
                          f"level (at least {4 * max_offset + 10})")
-    levels = band_levels(waveform, sample_rate, frames, fps)
-    curves, chances = [], []
-    audio_signals = [smooth(loudness(levels)), smooth(spectral_change(levels))]
-    for lips in map(smooth, lip_signals):
-        for audio in audio_signals:
-            curves.append(lagged_correlation(lips, audio, max_offset))
-            chances.append(circular_correlations(lips, audio, min_shift))
+    pairs = signal_pairs(lip_signals, band_levels(waveform, sample_rate, frames, fps))
+    curves = [lagged_correlation(lips, audio, max_offset) for lips, audio in pairs]
+    chances = [circular_correlations(lips, audio, min_shift) for lips, audio in pairs]
     return np.mean(curves, 0), np.mean(chances, 0)
 
 
