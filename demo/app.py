@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
+from emo_lightning.interrupt import Interrupted, stop_handlers
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.pipeline import GenerationSettings
 from emo_lightning.pipeline.examples import SYNTHETIC_ONLY, Example, image_key, synthetic_examples, trained_on_synthetic
@@ -234,8 +236,17 @@ def main(argv: list[str] | None = None) -> None:
     output_dir = Path(tempfile.mkdtemp(prefix="emo-demo-"))
     app = build_app(checkpoints, args.max_audio_seconds, output_dir)
     app.queue(default_concurrency_limit=1, max_size=args.queue)
-    app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb:g}mb",
-               ssr_mode=False, allowed_paths=[str(output_dir)])
+    restore_signals = stop_handlers()  # SIGINT/SIGTERM: close the server, delete the videos made, exit 130/143
+    try:
+        app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb:g}mb",
+                   ssr_mode=False, allowed_paths=[str(output_dir)])
+    except Interrupted as stop:
+        app.close()
+        print(f"demo: {stop}; server closed", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
+    finally:
+        restore_signals()
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

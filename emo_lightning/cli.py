@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning.config import compose_config, to_lightning_cli
+from emo_lightning.interrupt import Interrupted, stop_handlers
 
 USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate} [overrides ...]
        emo <subcommand> --config FILE
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
+    # SIGINT/SIGTERM raise Interrupted, except in Lightning's loops, which stop themselves (fit: save, then exit)
+    restore_signals = stop_handlers() if command not in ("fit", "validate", "test") else None
     try:
         if command == "plugins" and rest[:1] == ["check"]:
             check_plugin(rest[1:])
@@ -265,11 +268,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"emo {command}: stopped by SIGTERM after saving the last checkpoint; the same command resumes",
               file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
+    except Interrupted as stop:
+        print(f"emo {command}: {stop}", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):
             raise
         print(f"emo {command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        if restore_signals is not None:
+            restore_signals()
 
 
 if __name__ == "__main__":

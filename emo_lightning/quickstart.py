@@ -4,6 +4,10 @@ held-out videos: ``sample.mp4``, ``metrics.json`` and ``sync.png`` land in ``out
 Training follows EMO's stages at tiny size: ``experiment=tiny_images`` (single frames: the backbone,
 ReferenceNet and face locator learn to draw the reference's identity) into ``<output>/images``, then
 ``experiment=tiny`` from its checkpoint (clips: audio, temporal and speed layers) into ``<output>/video``.
+
+SIGINT or SIGTERM during training ends the phase at the end of its step with ``last.ckpt`` saved (the same command
+resumes), later ones at once; without a terminal, training reports plain progress lines (see
+:mod:`emo_lightning.progress`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
+
+from emo_lightning import interrupt
 from emo_lightning.evaluation.plot import plot_sync
 from emo_lightning.evaluation.runner import evaluate
+from emo_lightning.lightning_cli import fit_config, run_lightning_cli
 from emo_lightning.media import Mp4Writer
+from emo_lightning.pipeline.loading import load_pipeline
+from emo_lightning.progress import ProgressLog, on_terminal
 
 
 def _max_steps(steps: int | None) -> list[str]:
@@ -23,6 +33,49 @@ def _max_steps(steps: int | None) -> list[str]:
 
 
 PHASES = ("images", "video")
+
+
+class StopWhenAsked(pl.Callback):
+    """End training at the end of the step in which SIGINT or SIGTERM arrived; ``last.ckpt`` is saved as at the end
+    of any run (SIGTERM: Lightning's own stop, which saves it too)."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if interrupt.requested() is not None:
+            trainer.should_stop = True
+
+
+class TrainingLog(pl.Callback):
+    """Plain progress lines of a training run (step, rate, time left, loss), for logs that a bar does not reach."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.log: ProgressLog | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        total = trainer.max_steps if trainer.max_steps > 0 else None
+        self.log = ProgressLog(self.desc, total, "step", initial=trainer.global_step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        if self.log is not None:
+            self.log.set_postfix_str(f"loss {float(loss):.4f}" if loss is not None else "")
+            self.log.update(trainer.global_step - self.log.n)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def _fit(phase: str, cfg: dict[str, Any]) -> Any:
+    """Run one training phase; a signal stops it at the end of a step, with its checkpoint saved."""
+    callbacks = [{"class_path": f"{__name__}.StopWhenAsked"}]
+    if not on_terminal():
+        cfg["trainer"]["enable_progress_bar"] = False
+        callbacks.append({"class_path": f"{__name__}.TrainingLog", "init_args": {"desc": f"emo quickstart {phase}"}})
+    cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), *callbacks]
+    checkpoint = Path(cfg["trainer"]["default_root_dir"]) / "checkpoints" / "last.ckpt"
+    with interrupt.deferred(f"after saving {checkpoint}; the same command resumes"):
+        return run_lightning_cli({"subcommand": "fit", "fit": cfg})
 
 
 def _phase(override: str) -> tuple[str | None, str]:
@@ -57,28 +110,28 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
                ) -> dict[str, Any]:
     """Fit both phases (each + ``overrides``, then its own ``image_overrides``/``video_overrides``;
     ``image_steps``/``video_steps`` set one phase's length), evaluate, write the three files."""
-    from emo_lightning.cli import fit_config, run_lightning_cli
-
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
     images = fit_config(["experiment=tiny_images", f"trainer.default_root_dir={out / 'images'}", *overrides,
                          *(image_overrides or []), *_max_steps(image_steps)])
-    image_run = run_lightning_cli({"subcommand": "fit", "fit": images})
+    image_run = _fit("images", images)
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
                         *(video_overrides or []), *_max_steps(video_steps)])
-    module = run_lightning_cli({"subcommand": "fit", "fit": video}).model.eval()
-    pipeline = module.pipeline()
+    video_run = _fit("video", video)
+    pipeline = load_pipeline(out / "video" / "checkpoints" / "last.ckpt")  # as `emo predict` would load it
 
     metrics, videos = evaluate(pipeline, num_videos=num_videos, seconds=seconds)
     first, fps = videos[0], pipeline.settings.fps
-    with Mp4Writer(out / "sample.mp4", fps=fps, width=first["frames"].shape[2], height=first["frames"].shape[1],
-                   audio=first["example"].clip["audio"], sample_rate=pipeline.sample_rate) as writer:
-        writer.write(first["frames"])
-    plot_sync(first["series"], fps, metrics, out / "sync.png")
-    metrics["minutes"] = (time.perf_counter() - start) / 60
-    metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(module.global_step)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with interrupt.deferred():  # the three files are written whole
+        with Mp4Writer(out / "sample.mp4", fps=fps, width=first["frames"].shape[2],
+                       height=first["frames"].shape[1], audio=first["example"].clip["audio"],
+                       sample_rate=pipeline.sample_rate) as writer:
+            writer.write(first["frames"])
+        plot_sync(first["series"], fps, metrics, out / "sync.png")
+        metrics["minutes"] = (time.perf_counter() - start) / 60
+        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(video_run.model.global_step)}
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from emo_lightning.evaluation.report import write_report
 from emo_lightning.evaluation.scorer import Video, VideoScorer
+from emo_lightning.interrupt import deferred
 from emo_lightning.media import MediaError, load_audio, load_image, read_video
+from emo_lightning.progress import track
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -68,13 +69,14 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
                                                            "frame_features", "video_features", "sync_model")},
                          **cfg.get("options", {}), device=cfg.get("device", "cpu"))
     with_audio = False
-    for path in tqdm(paths, desc="emo evaluate", unit="video"):
+    for path in track(paths, desc="emo evaluate", unit="video"):
         video = load(path, cfg.get("reference"), cfg.get("ground_truth"), cfg.get("sample_rate", 16000))
         with_audio |= video.audio is not None
         scorer.update(video)
     results = scorer.compute(with_ground_truth=bool(cfg.get("ground_truth")), with_audio=with_audio)
-    write_report(cfg["output"], results, scorer.per_video(), [p.name for p in paths],
-                 {"videos": len(paths), "components": {k: (cfg.get(k) or {}).get("name") for k in
-                                                       ("face_detector", "landmarks", "face_embedder",
-                                                        "frame_features", "video_features", "sync_model")}})
+    components = {k: (cfg.get(k) or {}).get("name") for k in ("face_detector", "landmarks", "face_embedder",
+                                                                "frame_features", "video_features", "sync_model")}
+    with deferred():  # a stop waits for the three files to be whole
+        write_report(cfg["output"], results, scorer.per_video(), [p.name for p in paths],
+                     {"videos": len(paths), "components": components})
     return results

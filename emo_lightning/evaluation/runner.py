@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
 from emo_lightning.data import FaceIdentity, SyntheticTalkingFaces, render_face
 from emo_lightning.data.synthetic import LANDMARK_REGIONS
 from emo_lightning.evaluation.metrics import boundary_ratio, identity_color_error, measure_mouth_series, pearson
 from emo_lightning.pipeline import EMOPipeline
+from emo_lightning.progress import track
 
 
 @dataclass
@@ -73,7 +73,7 @@ def evaluate(pipeline: EMOPipeline, num_videos: int = 4, seconds: float = 4.0, s
     ``audio_zeroed=False`` skips the ablation (half the generation; no ``sync_pearson_audio_zeroed``)."""
     fps, per_clip = pipeline.settings.fps, pipeline.layout.num_frames
     videos, totals = [], {"gen": [], "zero": [], "truth": [], "loud": []}
-    for index in tqdm(range(num_videos), desc="evaluating held-out videos", unit="video", disable=not progress):
+    for index in track(range(num_videos), desc="evaluating held-out videos", unit="video", disable=not progress):
         example = HeldOutExample.make(index, seconds, fps, pipeline.layout.resolution, seed, pipeline.sample_rate)
         audio = example.clip["audio"]
         frames = generate_frames(pipeline, example, audio, seed)

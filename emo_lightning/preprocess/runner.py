@@ -3,7 +3,9 @@
 Layout of ``output``: ``data/`` (the streaming data set: ``index.json`` + chunk files; copy it to object storage
 as it is), ``reports/<video id>.json`` (one per video, the resume record), ``manifest.json`` (what was kept or
 skipped and why), ``preprocess.json`` (the settings; a folder is never mixed). Videos run in parallel worker
-processes; a re-run skips videos whose report matches the file's size and modification time.
+processes; a re-run skips videos whose report matches the file's size and modification time. SIGINT/SIGTERM stop the run
+within one segment of the videos being processed (the workers ignore the signals and follow the main process):
+the videos in progress are dropped, the finished ones keep their reports.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import json
 import multiprocessing
 import re
 import shutil
-import sys
+import signal
 import time
+from contextlib import closing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,13 +27,14 @@ import cv2
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
-from tqdm import tqdm
 
 from emo_lightning import registry
 from emo_lightning.components.base import AudioEncoder
+from emo_lightning.interrupt import Interrupted, deferred
 from emo_lightning.preprocess.manifest import fingerprint, finished, read_reports, write_manifest, write_report
 from emo_lightning.preprocess.process import Settings, process_video
 from emo_lightning.preprocess.writer import VideoWriter, write_index, write_json
+from emo_lightning.progress import progress_bar
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp"}
 LIST_EXTENSIONS = {".txt", ".lst"}
@@ -93,7 +97,12 @@ def _build(kind: str, spec: dict[str, Any]) -> Any:
 
 
 def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], estimator: dict[str, Any],
-                 landmarks: dict[str, Any] | None, chunk_bytes: str, single_thread: bool) -> None:
+                 landmarks: dict[str, Any] | None, chunk_bytes: str, single_thread: bool,
+                 stop: multiprocessing.synchronize.Event | None = None) -> None:
+    if stop is not None:  # a worker process: the main process decides when to stop (a terminal's Ctrl-C and a
+        # SIGTERM to the process group reach the workers too)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if single_thread:  # one process per core
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
@@ -102,7 +111,7 @@ def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], est
         raise ValueError(f"cache_vae={settings.cache_vae.get('name')!r} compresses time: its latents depend on which "
                          "frames a clip holds, so they cannot be stored per frame. Drop cache_vae (training encodes "
                          "each clip), or cache with an image VAE")
-    _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes,
+    _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes, stop=stop,
                    detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
                    vae=vae,
                    audio_encoder=_audio_features_encoder(settings),
@@ -128,22 +137,42 @@ def _run(job: Job) -> dict[str, Any]:
     output, start = _worker["output"], time.monotonic()
     report: dict[str, Any] = {"id": job.video_id, "source": job.source, "identity": job.identity,
                               "fingerprint": fingerprint(job.source)}
+    _check_stop()
     writer = VideoWriter(output / "data", output / ".work", job.video_id, _worker["chunk_bytes"])
+
+    def add(item: dict[str, Any]) -> None:
+        _check_stop()
+        writer.add(item)
+
     try:
         report.update(process_video(job.source, job.video_id, job.identity, _worker["settings"],
-                                    _worker["detector"], _worker["estimator"], writer.add, _worker["vae"],
+                                    _worker["detector"], _worker["estimator"], add, _worker["vae"],
                                     _worker["audio_encoder"], _worker["landmarks"]))
-        if report["segments"]:
-            report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1], index=writer.commit())
-        else:
-            writer.abort()
-            report.update(status="skipped", reason="no segment with a face in enough frames")
+        with deferred():  # a stop lets the chunks and the report be written whole
+            if report["segments"]:
+                report.update(status="kept", stages=[1, 2, 3] if report["has_audio"] else [1],
+                              index=writer.commit())
+            else:
+                writer.abort()
+                report.update(status="skipped", reason="no segment with a face in enough frames")
+            report["seconds"] = round(time.monotonic() - start, 3)
+            write_report(output / "reports", report)
+    except Interrupted:
+        writer.abort()
+        raise
     except Exception as err:  # a bad file (MediaError) or anything else: reported, never the end of the run
         writer.abort()
-        report.update(status="skipped", reason=f"{type(err).__name__}: {err}")
-    report["seconds"] = round(time.monotonic() - start, 3)
-    write_report(output / "reports", report)
+        report.update(status="skipped", reason=f"{type(err).__name__}: {err}",
+                      seconds=round(time.monotonic() - start, 3))
+        write_report(output / "reports", report)
     return report
+
+
+def _check_stop() -> None:
+    """In a worker: stop (between two segments) once the main process was asked to."""
+    stop = _worker.get("stop")
+    if stop is not None and stop.is_set():
+        raise Interrupted(signal.SIGTERM)
 
 
 # ------------------------------------------------------------------------------------------------- the run
@@ -197,19 +226,21 @@ def run(inputs: str | Path | list[str | Path], output: str | Path, settings: Set
         shutil.rmtree(output / ".work", ignore_errors=True)  # what a killed run was writing
         jobs = [Job(str(video), video_id(video, root), identity_of(video, identity)) for video, root in videos]
         todo = [job for job in jobs if not finished(output / "reports", job.video_id, job.source)]
-        bar = tqdm(total=len(todo), unit="video", desc="emo preprocess", disable=not progress or not todo,
-                   file=sys.stderr)
         frames, start = 0, time.monotonic()
-        for report in _map(todo, args, workers):
-            frames += report.get("frames", 0)
-            bar.set_postfix(frames_per_s=f"{frames / (time.monotonic() - start):.1f}", refresh=False)
-            bar.update()
-        bar.close()
-        shutil.rmtree(output / ".work", ignore_errors=True)
-        reports = [r for r in read_reports(output / "reports") if r["id"] in {job.video_id for job in jobs}]
-        write_index(output / "data", [r["index"] for r in reports if r["status"] == "kept"],
-                    _metadata(settings, reports, landmarks))
-        return write_manifest(output, settings.as_dict(), reports)
+        try:
+            with progress_bar("emo preprocess", len(todo), "video", disable=not progress or not todo) as bar, \
+                    closing(_map(todo, args, workers)) as reports:
+                for report in reports:
+                    frames += report.get("frames", 0)
+                    bar.set_postfix_str(f"frames_per_s={frames / (time.monotonic() - start):.1f}", refresh=False)
+                    bar.update()
+        finally:
+            shutil.rmtree(output / ".work", ignore_errors=True)
+        with deferred():  # the index and the manifest are written whole
+            reports = [r for r in read_reports(output / "reports") if r["id"] in {job.video_id for job in jobs}]
+            write_index(output / "data", [r["index"] for r in reports if r["status"] == "kept"],
+                        _metadata(settings, reports, landmarks))
+            return write_manifest(output, settings.as_dict(), reports)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -229,14 +260,17 @@ def _map(jobs: list[Job], args: tuple, workers: int):
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_run, jobs)
         return
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_pool_context(),
-                                                initializer=_init_worker, initargs=(*args, True)) as pool:
+    context = _pool_context()
+    stop = context.Event()  # set when this process stops: each worker then stops at its next segment
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+                                                initializer=_init_worker, initargs=(*args, True, stop)) as pool:
         futures = [pool.submit(_run, job) for job in jobs]
         try:
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # a failure, a signal, or the caller closing this generator
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
