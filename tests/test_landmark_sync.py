@@ -15,8 +15,8 @@ import pytest
 from emo_lightning import registry
 from emo_lightning.data import make_clip
 from emo_lightning.data.synthetic import LANDMARK_REGIONS
-from emo_lightning.evaluation.landmark_sync import find_offset, landmark_sync
-from emo_lightning.media import load_audio
+from emo_lightning.evaluation.landmark_sync import SyncResult, find_offset, landmark_sync
+from emo_lightning.media import load_audio, read_video
 
 CLIPS = ("hdtf_clip.mp4", "talking_1.mp4", "talking_2.mp4", "talking_3.mp4", "talking_4.mp4", "talking_5.mp4")
 SHIFTS = {  # frames of the video, positive: the audio starts later; two per clip keep the file under a minute
@@ -54,10 +54,8 @@ def write_shifted_copy(source: Path, target: Path, frames: int) -> None:
 
 @pytest.fixture(scope="module")
 def tracks(sample) -> dict[str, dict]:
-    """Per clip: the mediapipe_mesh landmark track (shifting the audio leaves the picture alone, so it is computed
-    once), fps, own audio and path."""
-    from emo_lightning.media import read_video
-
+    """Per clip: the mediapipe_mesh landmark track and regions (shifting the audio leaves the picture alone, so it is
+    computed once), fps, own audio and path."""
     try:
         model = registry.build("landmarks", "mediapipe_mesh")
     except (ImportError, registry.RegistryError) as err:
@@ -66,19 +64,13 @@ def tracks(sample) -> dict[str, dict]:
     for name in CLIPS:
         path = sample(name)
         frames, fps = read_video(path)
-        found[name] = {"points": model.detect_video(frames), "fps": fps, "path": path,
+        found[name] = {"points": model.detect_video(frames), "regions": model.regions, "fps": fps, "path": path,
                        "audio": load_audio(path, RATE, from_first_frame=True)}
     return found
 
 
-def sync(track: dict, audio: np.ndarray):
-    return landmark_sync(track["points"], registry_regions(), audio, RATE, track["fps"])
-
-
-def registry_regions() -> dict[str, np.ndarray]:
-    from emo_lightning.components.landmarks.mesh_topology import face_mesh_regions
-
-    return face_mesh_regions()
+def sync(track: dict, audio: np.ndarray) -> SyncResult:
+    return landmark_sync(track["points"], track["regions"], audio, RATE, track["fps"])
 
 
 @pytest.mark.parametrize("name", CLIPS)
@@ -113,15 +105,13 @@ def test_a_copy_with_shifted_audio_reads_as_that_shift(tracks, name, shift, tmp_
 
 
 def test_another_clips_audio_rarely_reads_as_an_offset(tracks):
-    """Every clip against the other five clips' audio (30 pairs): at most 3 read as determined, and none of those
-    with more confidence than the best-resolved clip with its own audio."""
-    own = [sync(track, track["audio"]) for track in tracks.values()]
-    best = max(r.confidence for r in own if r.offset is not None)
-    wrong = [(name, other, r.offset, round(r.confidence, 1))
-             for name, track in tracks.items() for other in tracks if other != name
-             for r in [sync(track, tracks[other]["audio"])] if r.offset is not None]
+    """Every clip against the other five clips' audio (30 pairs): the typical confidence is low (median below 2) and
+    at most 3 pairs read as determined (1 does, docs/results/landmark_sync.md)."""
+    results = {(name, other): sync(track, tracks[other]["audio"])
+               for name, track in tracks.items() for other in tracks if other != name}
+    assert np.median([r.confidence for r in results.values()]) < 2
+    wrong = {pair: (r.offset, round(r.confidence, 1)) for pair, r in results.items() if r.offset is not None}
     assert len(wrong) <= 3, wrong
-    assert all(confidence < best + 2 for *_, confidence in wrong), (wrong, best)
 
 
 def delayed(audio: np.ndarray, frames: int, fps: float = 25.0) -> np.ndarray:
