@@ -13,18 +13,18 @@ resumes), later ones at once; without a terminal, training reports plain progres
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning import interrupt
 from emo_lightning.evaluation.plot import plot_sync
 from emo_lightning.evaluation.runner import evaluate
-from emo_lightning.lightning_cli import fit_config, run_lightning_cli
 from emo_lightning.media import Mp4Writer
-from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.progress import ProgressLog, on_terminal
 
 
@@ -68,14 +68,20 @@ class TrainingLog(pl.Callback):
 
 def _fit(phase: str, cfg: dict[str, Any]) -> Any:
     """Run one training phase; a signal stops it at the end of a step, with its checkpoint saved."""
+    from emo_lightning.cli import run_lightning_cli
+
     callbacks = [{"class_path": f"{__name__}.StopWhenAsked"}]
     if not on_terminal():
         cfg["trainer"]["enable_progress_bar"] = False
         callbacks.append({"class_path": f"{__name__}.TrainingLog", "init_args": {"desc": f"emo quickstart {phase}"}})
     cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), *callbacks]
-    checkpoint = Path(cfg["trainer"]["default_root_dir"]) / "checkpoints" / "last.ckpt"
-    with interrupt.deferred(f"after saving {checkpoint}; the same command resumes"):
-        return run_lightning_cli({"subcommand": "fit", "fit": cfg})
+    saved = f"after saving {Path(cfg['trainer']['default_root_dir']) / 'checkpoints' / 'last.ckpt'}; " \
+            "the same command resumes"
+    with interrupt.deferred(saved):
+        try:
+            return run_lightning_cli({"subcommand": "fit", "fit": cfg})
+        except SIGTERMException:  # Lightning's own stop on SIGTERM, at the end of a step (LastCheckpoint saved)
+            raise interrupt.Interrupted(signal.SIGTERM, saved) from None
 
 
 def _phase(override: str) -> tuple[str | None, str]:
@@ -110,6 +116,8 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
                ) -> dict[str, Any]:
     """Fit both phases (each + ``overrides``, then its own ``image_overrides``/``video_overrides``;
     ``image_steps``/``video_steps`` set one phase's length), evaluate, write the three files."""
+    from emo_lightning.cli import fit_config
+
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,8 +128,8 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
                         *(video_overrides or []), *_max_steps(video_steps)])
-    video_run = _fit("video", video)
-    pipeline = load_pipeline(out / "video" / "checkpoints" / "last.ckpt")  # as `emo predict` would load it
+    module = _fit("video", video).model.eval()
+    pipeline = module.pipeline()
 
     metrics, videos = evaluate(pipeline, num_videos=num_videos, seconds=seconds)
     first, fps = videos[0], pipeline.settings.fps
@@ -132,6 +140,6 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
             writer.write(first["frames"])
         plot_sync(first["series"], fps, metrics, out / "sync.png")
         metrics["minutes"] = (time.perf_counter() - start) / 60
-        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(video_run.model.global_step)}
+        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(module.global_step)}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
