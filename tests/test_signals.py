@@ -165,3 +165,17 @@ def test_sigterm_closes_the_demo_server_and_deletes_its_videos(tiny_checkpoint, 
     assert process.wait(timeout=10) == 143
     assert process.stderr.read().strip().splitlines()[-1] == "demo: stopped by SIGTERM; server closed"
     assert list(tmp_path.glob("emo-demo-*")) == []
+
+
+@pytest.mark.slow
+def test_sigterm_ends_quickstart_training_at_a_step_end_with_its_checkpoint_saved(tmp_path):
+    """Training keeps Lightning's save-then-exit; the command still ends with one line of its own and 143."""
+    out = tmp_path / "q"
+    command = Command("quickstart", f"output={out}", "image_steps=200", "video_steps=2", "videos=1", "seconds=1",
+                      "logger=csv", cwd=tmp_path)
+    command.wait_for(r"emo quickstart images: [1-9]\d*/200 step")
+    status, seconds, after = command.stop(signal.SIGTERM)
+    assert status == 143, after
+    checkpoint = out / "images" / "checkpoints" / "last.ckpt"
+    assert after[-1] == f"emo quickstart: stopped by SIGTERM after saving {checkpoint}; the same command resumes"
+    assert checkpoint.is_file() and not (out / "video").exists()
