@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import gradio as gr
 import torch
 
 from emo_lightning import registry
-from emo_lightning.interrupt import Interrupted, stop_handlers
 from emo_lightning.interrupt import Interrupted, stop_handlers
 from emo_lightning.media import MediaError, load_audio
 from emo_lightning.pipeline import GenerationSettings

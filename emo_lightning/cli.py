@@ -21,7 +21,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning.config import compose_config, to_lightning_cli
 from emo_lightning.interrupt import Interrupted, stop_handlers
-from emo_lightning.interrupt import Interrupted, stop_handlers
 
 USAGE = """usage: emo {fit,validate,test,predict,quickstart,preprocess,evaluate} [overrides ...]
        emo <subcommand> --config FILE
@@ -272,17 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as stop:
         print(f"emo {command}: {stop}", file=sys.stderr)
         raise SystemExit(stop.exit_code) from None
-    except Interrupted as stop:
-        print(f"emo {command}: {stop}", file=sys.stderr)
-        raise SystemExit(stop.exit_code) from None
     except _friendly_errors() as exc:
         if os.environ.get("EMO_DEBUG"):
             raise
         print(f"emo {command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    finally:
-        if restore_signals is not None:
-            restore_signals()
     finally:
         if restore_signals is not None:
             restore_signals()

@@ -84,55 +84,6 @@ def _fit(phase: str, cfg: dict[str, Any]) -> Any:
             raise interrupt.Interrupted(signal.SIGTERM, saved) from None
 
 
-class StopWhenAsked(pl.Callback):
-    """End training at the end of the step in which SIGINT or SIGTERM arrived; ``last.ckpt`` is saved as at the end
-    of any run (SIGTERM: Lightning's own stop, which saves it too)."""
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if interrupt.requested() is not None:
-            trainer.should_stop = True
-
-
-class TrainingLog(pl.Callback):
-    """Plain progress lines of a training run (step, rate, time left, loss), for logs that a bar does not reach."""
-
-    def __init__(self, desc: str):
-        self.desc = desc
-        self.log: ProgressLog | None = None
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        total = trainer.max_steps if trainer.max_steps > 0 else None
-        self.log = ProgressLog(self.desc, total, "step", initial=trainer.global_step)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        loss = trainer.callback_metrics.get("train/loss")
-        if self.log is not None:
-            self.log.set_postfix_str(f"loss {float(loss):.4f}" if loss is not None else "")
-            self.log.update(trainer.global_step - self.log.n)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.log is not None:
-            self.log.close()
-
-
-def _fit(phase: str, cfg: dict[str, Any]) -> Any:
-    """Run one training phase; a signal stops it at the end of a step, with its checkpoint saved."""
-    from emo_lightning.cli import run_lightning_cli
-
-    callbacks = [{"class_path": f"{__name__}.StopWhenAsked"}]
-    if not on_terminal():
-        cfg["trainer"]["enable_progress_bar"] = False
-        callbacks.append({"class_path": f"{__name__}.TrainingLog", "init_args": {"desc": f"emo quickstart {phase}"}})
-    cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), *callbacks]
-    saved = f"after saving {Path(cfg['trainer']['default_root_dir']) / 'checkpoints' / 'last.ckpt'}; " \
-            "the same command resumes"
-    with interrupt.deferred(saved):
-        try:
-            return run_lightning_cli({"subcommand": "fit", "fit": cfg})
-        except SIGTERMException:  # Lightning's own stop on SIGTERM, at the end of a step (LastCheckpoint saved)
-            raise interrupt.Interrupted(signal.SIGTERM, saved) from None
-
-
 def _phase(override: str) -> tuple[str | None, str]:
     """``video.model.lip_loss_weight=20`` → ("video", ``model.lip_loss_weight=20``); Hydra's ``+``/``~`` prefixes
     stay in front."""

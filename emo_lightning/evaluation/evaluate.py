@@ -10,9 +10,7 @@ import numpy as np
 from emo_lightning.evaluation.report import write_report
 from emo_lightning.evaluation.scorer import Video, VideoScorer
 from emo_lightning.interrupt import deferred
-from emo_lightning.interrupt import deferred
 from emo_lightning.media import MediaError, load_audio, load_image, read_video
-from emo_lightning.progress import track
 from emo_lightning.progress import track
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")

@@ -31,11 +31,9 @@ from filelock import FileLock, Timeout
 from emo_lightning import registry
 from emo_lightning.components.base import AudioEncoder
 from emo_lightning.interrupt import Interrupted, deferred
-from emo_lightning.interrupt import Interrupted, deferred
 from emo_lightning.preprocess.manifest import fingerprint, finished, read_reports, write_manifest, write_report
 from emo_lightning.preprocess.process import Settings, process_video
 from emo_lightning.preprocess.writer import VideoWriter, write_index, write_json
-from emo_lightning.progress import progress_bar
 from emo_lightning.progress import progress_bar
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp"}
