@@ -14,10 +14,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO
 
 from emo_lightning import interrupt
+from emo_lightning.media import Mp4Writer
 from emo_lightning.progress import ProgressLog
 
 PROGRESS = re.compile(r": \d+(/\d+)? \w+")  # a plain progress line: "generating o.mp4: 3/400 step (1%), ..."
@@ -179,3 +181,18 @@ def test_sigterm_ends_quickstart_training_at_a_step_end_with_its_checkpoint_save
     checkpoint = out / "images" / "checkpoints" / "last.ckpt"
     assert after[-1] == f"emo quickstart: stopped by SIGTERM after saving {checkpoint}; the same command resumes"
     assert checkpoint.is_file() and not (out / "video").exists()
+
+
+def test_a_writer_deletes_the_partial_files_of_killed_writers_of_its_output_and_no_live_ones(tmp_path):
+    """SIGKILL cannot be caught: what such a writer left is removed by the next writer of the same file."""
+    killed = tmp_path / ".out.mp4.0123abcd.partial"  # as a SIGKILLed `emo predict` leaves it
+    killed.write_bytes(b"half a video")
+    other = tmp_path / ".other.mp4.0123abcd.partial"
+    other.write_bytes(b"another output's")
+    with Mp4Writer(tmp_path / "out.mp4", fps=8, width=16, height=16) as live:
+        assert not killed.exists() and other.exists()
+        with Mp4Writer(tmp_path / "out.mp4", fps=8, width=16, height=16) as second:
+            assert live._tmp_path.exists()  # locked by a live writer: kept
+            second.write(np.zeros((2, 16, 16, 3), np.uint8))
+        live.write(np.zeros((2, 16, 16, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.mp4.0123abcd.partial", "out.mp4"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import uuid
@@ -16,6 +17,11 @@ import numpy as np
 
 from emo_lightning.media.errors import MediaError, require_file
 
+try:
+    import fcntl
+except ImportError:  # Windows: no file locks, so a killed writer's partial file stays
+    fcntl = None  # type: ignore[assignment]
+
 _AAC_FRAME_SAMPLES = 1024  # FFmpeg's AAC encoder takes frames of exactly this size (the last may be shorter)
 
 
@@ -26,7 +32,9 @@ class Mp4Writer:
     front and interleaved with the video as it is written; all of it is kept, even where it runs past
     the last frame (players show the last frame until the sound ends). Output goes to a hidden temporary
     file next to ``path`` that replaces ``path`` only on a successful ``close()``, so an exception or
-    crash never leaves a half-written file there. Parent directories are created.
+    crash never leaves a half-written file there. Parent directories are created. A writer holds a lock on its
+    temporary file, so that the next writer of the same ``path`` deletes those of killed writers (SIGKILL, power loss:
+    no cleanup of their own) and no live one's.
 
     Use as a context manager::
 
@@ -63,8 +71,11 @@ class Mp4Writer:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp_path = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
-        self._container = av.open(str(self._tmp_path), "w", format="mp4", options={"movflags": "+faststart"})
+        self._lock = _create_locked(self._tmp_path)
+        self._container = None
         try:
+            remove_stale_partials(self.path)
+            self._container = av.open(str(self._tmp_path), "w", format="mp4", options={"movflags": "+faststart"})
             self._video = self._container.add_stream("libx264", rate=self.fps, options={"crf": str(crf)})
             self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
             self._audio_stream = None
@@ -118,6 +129,7 @@ class Mp4Writer:
             raise
         self._container = None
         os.replace(self._tmp_path, self.path)
+        self._unlock()
 
     def abort(self) -> None:
         """Drop the partial output; ``path`` is left untouched."""
@@ -128,6 +140,12 @@ class Mp4Writer:
                 pass  # the file is deleted anyway
             self._container = None
         self._tmp_path.unlink(missing_ok=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _write_audio(self, until: int, final: bool = False) -> None:
         """Encode audio up to sample ``until`` in whole AAC frames (plus the short tail when ``final``)."""
@@ -142,6 +160,41 @@ class Mp4Writer:
             frame.time_base = Fraction(1, self.sample_rate)
             self._container.mux(self._audio_stream.encode(frame))
             self._audio_pos += len(chunk)
+
+
+def _create_locked(path: Path) -> int | None:
+    """Create ``path`` already locked (made under another name, locked, then renamed: no other writer ever sees it
+    unlocked); the lock's file descriptor, None without file locks."""
+    if fcntl is None:
+        path.touch()
+        return None
+    staging = path.with_name(f"{path.name}-new")
+    descriptor = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.replace(staging, path)
+    return descriptor
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers of ``path`` left (those no live writer holds locked);
+    returns them."""
+    path, removed = Path(path), []
+    if fcntl is None:
+        return removed
+    for partial in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        try:
+            descriptor = os.open(partial, os.O_RDWR)
+        except OSError:
+            continue  # gone meanwhile
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+        except OSError:
+            pass  # a live writer's
+        finally:
+            os.close(descriptor)
+    return removed
 
 
 def _validate_audio(audio: np.ndarray | None) -> np.ndarray | None:
