@@ -12,7 +12,7 @@ bilabial onsets.
 For every offset in ±``max_offset`` frames the Pearson correlation of ``lips[t]`` with ``audio[t + offset]`` is
 computed over the whole clip (3-frame moving averages first), and the pairs' curves are averaged. Chance level comes
 from the same clip: the averaged correlation at every circular shift of the audio by at least
-``max(2·max_offset, 20 %)`` of the clip, where lips and sound are unrelated but the signals keep their own rhythm.
+``max(max_offset + 1, 20 %)`` of the clip, where lips and sound are unrelated but the signals keep their own rhythm.
 The confidence is the peak's distance from the chance mean in chance standard deviations. The offset is ``None``
 (undetermined) when the curve's maximum lies at the edge of the search (the true peak may lie outside it), when the
 confidence is below ``min_confidence`` (a flat curve), or when another local maximum more than 2 frames away
@@ -119,10 +119,10 @@ def sync_curves(lip_signals: list[np.ndarray], waveform: np.ndarray, sample_rate
                 max_offset: int) -> tuple[np.ndarray, np.ndarray]:
     """(averaged lagged correlation, averaged chance correlations) over :func:`signal_pairs`."""
     frames = len(lip_signals[0])
-    min_shift = max(2 * max_offset, round(0.2 * frames))
+    min_shift = max(max_offset + 1, round(0.2 * frames))
     if frames < 2 * min_shift + 10:
         raise ValueError(f"{frames} frames are too few for an offset search over ±{max_offset} frames with a chance "
-                         f"level (at least {4 * max_offset + 10})")
+                         f"level (at least {2 * max_offset + 12})")
     pairs = signal_pairs(lip_signals, band_levels(waveform, sample_rate, frames, fps))
     curves = [lagged_correlation(lips, audio, max_offset) for lips, audio in pairs]
     chances = [circular_correlations(lips, audio, min_shift) for lips, audio in pairs]
