@@ -16,6 +16,7 @@ from emo_lightning import registry
 from emo_lightning.data import make_clip
 from emo_lightning.data.synthetic import LANDMARK_REGIONS
 from emo_lightning.evaluation.landmark_sync import SyncResult, find_offset, landmark_sync
+from emo_lightning.evaluation.sync_signals import band_levels, lip_motion, loudness
 from emo_lightning.media import load_audio, read_video
 
 CLIPS = ("hdtf_clip.mp4", "talking_1.mp4", "talking_2.mp4", "talking_3.mp4", "talking_4.mp4", "talking_5.mp4")
@@ -114,25 +115,43 @@ def test_another_clips_audio_rarely_reads_as_an_offset(tracks):
     assert len(wrong) <= 3, wrong
 
 
-def delayed(audio: np.ndarray, frames: int, fps: float = 25.0) -> np.ndarray:
+def delayed(audio: np.ndarray, frames: int, fps: float) -> np.ndarray:
     samples = round(abs(frames) * RATE / fps)
     if frames >= 0:
         return np.concatenate([np.zeros(samples, audio.dtype), audio])[: len(audio)]
     return np.concatenate([audio[samples:], np.zeros(samples, audio.dtype)])
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_synthetic_talking_faces_read_their_exact_shift(seed):
-    """The synthetic face's lips follow its loudness with no lag: offset 0, and exactly the shift of shifted audio;
-    another clip's audio is undetermined or far less confident."""
-    clip = make_clip(seed, 250, resolution=64)
+@pytest.mark.parametrize(("seed", "fps"), [(0, 25.0), (1, 30.0), (2, 22.13)])
+def test_synthetic_talking_faces_read_their_exact_shift(seed, fps):
+    """The synthetic face's lips follow its loudness with no lag: offset 0, and exactly the shift (in frames of the
+    video, whatever its rate) of shifted audio; another clip's audio is undetermined or far less confident."""
+    clip = make_clip(seed, round(10 * fps), resolution=64, fps=fps)
     points, audio = clip["landmarks"], clip["audio"]
-    original = landmark_sync(points, LANDMARK_REGIONS, audio, RATE, 25.0)
+    original = landmark_sync(points, LANDMARK_REGIONS, audio, RATE, fps)
     assert original.offset == 0 and original.confidence > 5, original.reason
     for shift in (-7, 4):
-        assert landmark_sync(points, LANDMARK_REGIONS, delayed(audio, shift), RATE, 25.0).offset == shift
-    other = landmark_sync(points, LANDMARK_REGIONS, make_clip(seed + 100, 250)["audio"], RATE, 25.0)
+        assert landmark_sync(points, LANDMARK_REGIONS, delayed(audio, shift, fps), RATE, fps).offset == shift
+    other = landmark_sync(points, LANDMARK_REGIONS, make_clip(seed + 100, round(10 * fps), fps=fps)["audio"], RATE,
+                          fps)
     assert other.offset is None or other.confidence < original.confidence / 2
+
+
+@pytest.mark.parametrize("fps", [22.13, 25.0, 30.0])
+def test_audio_is_pooled_over_each_frames_own_interval(fps):
+    """A 20-ms tone inside frame 40's display interval [40, 41) / fps is loudest in frame 40."""
+    audio = np.zeros(round(3 * RATE))
+    start = round((40 + 0.3) / fps * RATE)
+    audio[start : start + 320] = np.sin(np.arange(320) * 2 * np.pi * 440 / RATE)
+    assert loudness(band_levels(audio, RATE, 60, fps)).argmax() == 40
+
+
+def test_lip_motion_ignores_face_size_and_position():
+    clip = make_clip(3, 60, resolution=64)
+    points = clip["landmarks"].astype(np.float64)
+    moved = points * 2.5 + np.array([40.0, -13.0])
+    np.testing.assert_allclose(lip_motion(moved, LANDMARK_REGIONS), lip_motion(points, LANDMARK_REGIONS), rtol=1e-9)
+    assert lip_motion(points, LANDMARK_REGIONS).max() > 0
 
 
 def test_a_peak_at_the_edge_or_a_flat_curve_is_undetermined():
@@ -148,3 +167,14 @@ def test_a_peak_at_the_edge_or_a_flat_curve_is_undetermined():
     two_peaks = bump(10, 0.6) + bump(20, 0.58)
     assert find_offset(two_peaks, chance).offset is None and "two candidate" in find_offset(two_peaks, chance).reason
     assert find_offset(bump(18, 0.6), chance).offset == 3
+
+
+def test_too_short_a_clip_or_too_few_faces_is_a_clear_error():
+    clip = make_clip(4, 40, resolution=64)
+    with pytest.raises(ValueError, match="40 frames are too few .* at least 42"):
+        landmark_sync(clip["landmarks"], LANDMARK_REGIONS, clip["audio"], RATE, 25.0)
+    clip = make_clip(4, 100, resolution=64)
+    points = clip["landmarks"].astype(np.float64)
+    points[:60] = np.nan
+    with pytest.raises(ValueError, match="a face was found in only 40 of 100 frames"):
+        landmark_sync(points, LANDMARK_REGIONS, clip["audio"], RATE, 25.0)
