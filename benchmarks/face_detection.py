@@ -93,7 +93,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for spec in args.detectors:
         config = parse(spec)
-        detector = registry.build("face_detector", config.pop("name"), **config)
+        detector = registry.build("face_detector", config)
         detector.detect(sets["3 portraits"][0][0])  # warm-up: lazy initialisation is not per-frame time
         results[spec] = {name: measure(detector, images, points) for name, (images, points) in sets.items()}
     baseline = results[args.detectors[0]]

@@ -135,12 +135,13 @@ def _continue_wandb_run(trainer: dict[str, Any], run_id: str | None) -> None:
 
 
 EVALUATE_PREFIX = "evaluate."
-EVALUATED_KINDS = ("face_detector", "landmarks", "face_embedder", "frame_features", "video_features", "sync_model")
 
 
 def test_config(overrides: list[str]) -> dict[str, Any]:
     """``emo test``: the fit config plus the held-out evaluation callback, whose components are those of
     ``conf/evaluate.yaml``, changed with ``evaluate.<key>=…`` overrides (``evaluate.frame_features=random_conv``)."""
+    from emo_lightning.components.kinds import EVALUATED_KINDS
+
     own = [o[len(EVALUATE_PREFIX):] for o in overrides if o.startswith(EVALUATE_PREFIX)]
     cfg = fit_config([o for o in overrides if not o.startswith(EVALUATE_PREFIX)], "test")
     output = str(Path(cfg["trainer"].get("default_root_dir") or ".") / "test_evaluation")

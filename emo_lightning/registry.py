@@ -10,9 +10,13 @@ A component is registered under ``(kind, name)``. Three sources feed the registr
   ``$EMO_PLUGIN_PATH`` (``os.pathsep``-separated) or passed to :func:`load_plugin_paths` (the config's
   ``plugins`` list). They register with the same decorator when imported.
 
-``build(kind, name, **kwargs)`` instantiates a component and checks it against its kind's interface
-(see :mod:`emo_lightning.components.base`), so a plugin that breaks the contract fails at build time
-with a message that names it.
+The kinds are declared once, in :mod:`emo_lightning.components.kinds`; :data:`KINDS` is that table (read on first
+use, since the table imports the interfaces, which import this module).
+
+``build(kind, spec, **derived)`` instantiates a component from its config (a registered name, or a mapping of
+its ``name`` and keyword arguments) and checks it against its kind's interface (see
+:mod:`emo_lightning.components.base`), so a plugin that breaks the contract fails at build time with a message
+that names it.
 """
 
 from __future__ import annotations
@@ -21,40 +25,46 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emo_lightning.components.kinds import Kind
 
 ENTRY_POINT_GROUP = "emo_lightning.plugins"
 PLUGIN_PATH_ENV = "EMO_PLUGIN_PATH"
 
-#: The component kinds and a one-line description each (used by ``emo plugins``).
-KINDS: dict[str, str] = {
-    "backbone": "the denoiser with its reference path, audio-attention and temporal blocks (EMO's UNets, a DiT)",
-    "vae": "image <-> latent codec",
-    "audio_encoder": "waveform -> per-frame windowed audio tokens",
-    "face_locator": "face-region mask -> latent-sized residual",
-    "temporal_block": "attention along the frame axis (+ motion frames, speed)",
-    "speed_encoder": "head rotation speed per frame -> speed tokens",
-    "scheduler": "diffusion noise scheduler",
-    "face_detector": "RGB image -> face boxes with scores (preprocessing, portrait crops)",
-    "pose_estimator": "video frames + face boxes -> head rotation speed per frame (preprocessing)",
-    "landmarks": "RGB image (+ face box) -> facial landmark points, with named regions (lips, eyes)",
-    "face_embedder": "RGB image (+ face box) -> identity embedding (F-SIM, drift)",
-    "frame_features": "video frames -> one feature vector per frame (FID, KID)",
-    "video_features": "video clips -> one feature vector per clip (FVD)",
-    "sync_model": "SyncNet-style audio and mouth-region embeddings per 5-frame window (Sync-C, Sync-D)",
-}
+Spec = str | Mapping[str, Any]
+"""A component as configs name it: its registered name (``"mel"``), or a mapping of its ``name`` and keyword
+arguments (``{"name": "wav2vec2", "pretrained": "facebook/wav2vec2-base-960h"}``)."""
 
 
 class RegistryError(LookupError):
     """A component could not be found, imported or built."""
 
 
+class SpecError(RegistryError, ValueError):
+    """A component's config is malformed: not a name or a mapping with a ``name``, or it sets a derived argument."""
+
+
 class PluginContractError(TypeError):
     """A component does not honour its kind's interface."""
+
+
+def kinds() -> dict[str, Kind]:
+    """The component kinds, by name, in the order ``emo plugins`` lists them (:mod:`emo_lightning.components.kinds`)."""
+    from emo_lightning.components.kinds import KINDS as table
+
+    return table
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KINDS":  # the kinds table, imported on first use (it imports the interfaces, which import us)
+        return kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -91,7 +101,7 @@ class Entry:
 
 @dataclass
 class _State:
-    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    entries: dict[str, dict[str, Entry]] = field(default_factory=dict)  # kind -> name -> entry
     builtins_loaded: bool = False
     entry_points_loaded: bool = False
     loaded_paths: set[str] = field(default_factory=set)
@@ -102,8 +112,12 @@ _state = _State()
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+    if kind not in kinds():
+        raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(kinds())}")
+
+
+def _registered(kind: str) -> dict[str, Entry]:
+    return _state.entries.setdefault(kind, {})
 
 
 def register(kind: str, name: str, tiny: dict[str, Any] | None = None) -> Callable[[Any], Any]:
@@ -114,7 +128,7 @@ def register(kind: str, name: str, tiny: dict[str, Any] | None = None) -> Callab
     _check_kind(kind)
 
     def decorator(target: Any) -> Any:
-        _state.entries[kind][name] = Entry(kind, name, _state.current_source, target=target, tiny=tiny)
+        _registered(kind)[name] = Entry(kind, name, _state.current_source, target=target, tiny=tiny)
         return target
 
     return decorator
@@ -133,11 +147,11 @@ def _load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         kind, _, name = ep.name.partition(".")
         dist = ep.dist.name if ep.dist is not None else "?"
-        if kind not in KINDS or not name:
+        if kind not in kinds() or not name:
             print(f"emo-lightning: ignoring entry point {ep.name!r} from {dist}: name it <kind>.<name>",
                   file=sys.stderr)
             continue
-        _state.entries[kind].setdefault(name, Entry(kind, name, f"entry point ({dist})", loader=ep.load))
+        _registered(kind).setdefault(name, Entry(kind, name, f"entry point ({dist})", loader=ep.load))
 
 
 def _plugin_modules(directory: Path) -> Iterable[Path]:
@@ -191,19 +205,19 @@ def discover(plugin_paths: Iterable[str | os.PathLike] = ()) -> None:
 def entries(kind: str | None = None) -> list[Entry]:
     """All known entries (of one kind, or of every kind), sorted by kind then name."""
     discover()
-    kinds = [kind] if kind else list(KINDS)
-    for k in kinds:
+    selected = [kind] if kind else list(kinds())
+    for k in selected:
         _check_kind(k)
-    return [_state.entries[k][n] for k in kinds for n in sorted(_state.entries[k])]
+    return [_registered(k)[n] for k in selected for n in sorted(_registered(k))]
 
 
 def entry(kind: str, name: str) -> Entry:
     """The registry entry of ``name`` of ``kind``; the error lists the names that exist."""
     _check_kind(kind)
     discover()
-    found = _state.entries[kind].get(name)
+    found = _registered(kind).get(name)
     if found is None:
-        known = ", ".join(sorted(_state.entries[kind])) or "(none)"
+        known = ", ".join(sorted(_registered(kind))) or "(none)"
         raise RegistryError(
             f"unknown {kind} component {name!r}. Registered {kind} components: {known}. "
             f"Third-party components register through the {ENTRY_POINT_GROUP!r} entry-point group "
@@ -217,12 +231,43 @@ def get(kind: str, name: str) -> Any:
     return entry(kind, name).load()
 
 
-def build(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate component ``name`` of ``kind`` and check it honours the kind's interface."""
-    from emo_lightning.components.base import INTERFACES
+def parse_spec(spec: Spec, config_key: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``(name, keyword arguments)`` of a component's config; ``config_key`` (``model.vae``) names it in errors."""
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, Mapping):
+        kwargs = dict(spec)
+        name = kwargs.pop("name", None)
+    else:
+        name, kwargs = None, {}
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{config_key or 'a component config'} must be a registered name or a mapping with a "
+                        f"`name` key, got {spec!r}")
+    return name, kwargs
 
+
+def build(kind: str, spec: Spec, /, *, config_key: str | None = None, **derived: Any) -> Any:
+    """Instantiate the component of ``kind`` that ``spec`` names and check it honours the kind's interface.
+
+    ``spec``: a registered name, or a mapping of its ``name`` and its own keyword arguments (a config entry).
+    ``derived``: the arguments the caller computes (from the other components); the spec may not set them too.
+    ``config_key`` (``model.vae``) names the config entry in the errors.
+    """
+    name, kwargs = parse_spec(spec, config_key)
+    clash = sorted(set(kwargs) & set(derived))
+    if clash:
+        raise SpecError(f"{config_key or kind}: {clash} are derived from the other components; remove them")
+    try:
+        return _instantiate(kind, name, {**kwargs, **derived})
+    except (RegistryError, PluginContractError) as exc:
+        if config_key is None:
+            raise
+        raise type(exc)(f"{config_key}: {exc}") from exc
+
+
+def _instantiate(kind: str, name: str, kwargs: dict[str, Any]) -> Any:
     target = get(kind, name)
-    interface = INTERFACES[kind]
+    interface = kinds()[kind].interface
     try:
         component = target(**kwargs)
     except TypeError as exc:

@@ -48,7 +48,7 @@ def test_the_backbone_contract(entry):
     assert isinstance(backbone, Backbone)
     assert isinstance(backbone.size_multiple, int) and backbone.size_multiple >= 1
     assert isinstance(backbone.audio_dim, int) and backbone.audio_dim >= 1
-    assert backbone.latent_channels == contract.DERIVED["backbone"]["latent_channels"]
+    assert backbone.latent_channels == registry.KINDS["backbone"].derived["latent_channels"]
     groups = backbone.parameter_groups()
     assert set(groups) <= set(BACKBONE_GROUPS)
     own = {id(m) for m in backbone.modules()} | {id(p) for p in backbone.parameters()}

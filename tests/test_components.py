@@ -1,8 +1,9 @@
 """The contract of every registered component of every kind — a new plugin is tested once it registers.
 
-For each component: build it tiny (its ``tiny`` config), then check output shapes and dtype, that
-gradients reach every trainable parameter, and that its config survives a YAML round trip and rebuilds
-the same module. The probes live in :mod:`emo_lightning.contract`, which ``emo plugins check`` runs too.
+For each component, the checks its kind's interface offers (:func:`emo_lightning.contract.checks`, which
+``emo plugins check`` runs too): tensor components are built tiny and checked for output shapes and dtype, gradients
+reaching every trainable parameter, and a config that survives a YAML round trip and rebuilds the same module; face
+tools run on a real photo; schedulers denoise with an oracle model.
 """
 
 from __future__ import annotations
@@ -15,56 +16,36 @@ import pytest
 from skimage.data import astronaut
 
 from emo_lightning import contract, registry
-from emo_lightning.components.base import INTERFACES
 
 ENTRIES = registry.entries()
+ASTRONAUT_FACE = (172, 60, 278, 166)  # x0, y0, x1, y1 around the face of skimage's astronaut, by eye
+NO_FACE = np.full((240, 320, 3), 90, np.uint8)
+# every registered component with every check its kind's interface offers (face tools: on the astronaut)
+CASES = [(entry, name, check) for entry in ENTRIES
+         for name, check in contract.checks(entry, photo=(astronaut(), ASTRONAUT_FACE))]
 
 
-def ids(entries: list[registry.Entry]) -> list[str]:
-    return [f"{e.kind}-{e.name}" for e in entries]
+def test_every_registered_component_has_contract_checks():
+    unchecked = [f"{e.kind}.{e.name}" for e in ENTRIES if not any(entry is e for entry, _, _ in CASES)]
+    assert not unchecked, f"no contract check applies to {unchecked}"
 
 
-def run(check, *args) -> str:
+@pytest.mark.parametrize("entry, name, check", CASES, ids=[f"{e.kind}-{e.name}-{n}" for e, n, _ in CASES])
+def test_contract(entry, name, check):
     try:
-        return check(*args)
+        check()
     except contract.NotApplicable as why:
         pytest.skip(str(why))
     except (FileNotFoundError, ImportError) as err:  # pretrained models (or their package) absent here
         pytest.skip(f"cannot be built here: {err}")
 
 
-MODULE_ENTRIES = [e for e in ENTRIES if e.kind != "scheduler" and e.kind not in contract.PREPROCESSING_KINDS]
+def ids(entries: list[registry.Entry]) -> list[str]:
+    return [f"{e.kind}-{e.name}" for e in entries]
 
 
-@pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
-def test_shapes_and_dtype(entry):
-    run(contract.check_shapes_and_dtype, entry)
-
-
-@pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
-def test_gradients_reach_every_trainable_parameter(entry):
-    run(contract.check_gradients, entry)
-
-
-@pytest.mark.parametrize("entry", MODULE_ENTRIES, ids=ids(MODULE_ENTRIES))
-def test_config_round_trip(entry):
-    run(contract.check_config_round_trip, entry)
-
-
-SCHEDULERS = [e for e in ENTRIES if e.kind == "scheduler"]
-
-
-@pytest.mark.parametrize("entry", SCHEDULERS, ids=ids(SCHEDULERS))
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_scheduler_denoises_a_known_sample(entry, prediction_type):
-    run(contract.check_scheduler_denoises, entry, prediction_type)
-
-
-PREPROCESSING = [e for e in ENTRIES if e.kind in ("face_detector", "pose_estimator")]
 LANDMARKS = [e for e in ENTRIES if e.kind == "landmarks"]
 EMBEDDERS = [e for e in ENTRIES if e.kind == "face_embedder"]
-ASTRONAUT_FACE = (172, 60, 278, 166)  # x0, y0, x1, y1 around the face of skimage's astronaut, by eye
-NO_FACE = np.full((240, 320, 3), 90, np.uint8)
 
 
 def build_or_skip(entry: registry.Entry) -> object:
@@ -72,32 +53,8 @@ def build_or_skip(entry: registry.Entry) -> object:
         component = contract.build_tiny(entry)
     except (FileNotFoundError, ImportError) as err:  # pretrained models (or their package) absent here
         pytest.skip(f"{entry.kind} {entry.name} cannot be built here: {err}")
-    assert isinstance(component, INTERFACES[entry.kind])
+    assert isinstance(component, registry.KINDS[entry.kind].interface)
     return component
-
-
-def overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes x0, y0, x1, y1."""
-    w, h = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
-
-
-@pytest.mark.parametrize("entry", PREPROCESSING, ids=ids(PREPROCESSING))
-def test_preprocessing_component_on_a_photo(entry):
-    """Face detectors return float32 (K, 5) sorted by score, the best on the face; pose estimators float32 (F,)
-    degrees/frame ≥ 0."""
-    component = build_or_skip(entry)
-    image = astronaut()
-    if entry.kind == "face_detector":
-        faces = component.detect(image)
-        assert faces.dtype == np.float32 and faces.ndim == 2 and faces.shape[1] == 5 and len(faces) >= 1
-        assert np.all(np.diff(faces[:, 4]) <= 0)
-        assert overlap(faces[0], ASTRONAUT_FACE) > 0.5, faces
-    else:
-        frames = np.stack([image, image, np.roll(image, 3, axis=1)])  # still, then the face moves 3 px
-        speed = component.speed(frames, np.tile(np.array([ASTRONAUT_FACE], np.float32), (3, 1)))
-        assert speed.dtype == np.float32 and speed.shape == (3,) and np.all(np.isfinite(speed))
-        assert speed[1] < 0.5 < speed[2]
 
 
 @pytest.mark.parametrize("entry", LANDMARKS, ids=ids(LANDMARKS))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
-from emo_lightning import registry
+from emo_lightning import contract, registry
 
 pytestmark = pytest.mark.gpu
 REPO = Path(__file__).resolve().parents[1]
@@ -21,26 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
                                    ("audio_encoder", "speed_encoder", "face_locator", "temporal_block")],
                          ids=lambda e: f"{e.kind}-{e.name}")
 def test_components_run_in_bf16_on_the_gpu(entry):
-    from test_components import DERIVED, outputs
-
-    component = registry.build(entry.kind, entry.name, **entry.tiny_config(), **DERIVED.get(entry.kind, {}))
-    component = component.to("cuda", torch.bfloat16)
+    """The interface's probe (its inputs on the component's device and dtype) on the tiny component in bf16."""
+    component = contract.build_tiny(entry).to("cuda", torch.bfloat16)
     with torch.autocast("cuda", torch.bfloat16):
-        results = outputs(entry, _Cuda(component))
-    assert all(r.is_cuda and torch.isfinite(r.float()).all() for r in results)
-
-
-class _Cuda:
-    """Moves the contract test's CPU inputs to the GPU."""
-
-    def __init__(self, component):
-        self.component = component
-
-    def __getattr__(self, name):
-        return getattr(self.component, name)
-
-    def __call__(self, *args):
-        return self.component(*[a.cuda() if isinstance(a, torch.Tensor) else a for a in args])
+        results = contract.probe(entry, component)
+    assert all(r.output.is_cuda and r.output.shape == r.shape and torch.isfinite(r.output.float()).all()
+               for r in results)
 
 
 def test_bf16_training_step_on_the_gpu():

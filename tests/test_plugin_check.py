@@ -54,7 +54,7 @@ def test_a_working_plugin_passes_every_check_and_says_what_was_checked(tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "speed_encoder.good  (file (" in out
-    for line in ("shapes and dtype         ok      outputs (2, 6, 4), float32, finite",
+    for line in ("shapes and dtype         ok      outputs (2, 5, 4), float32, finite",
                  "gradient flow            ok      all 2 trainable tensors (8 parameters) receive a finite gradient",
                  "config round trip        ok", "all checks passed"):
         assert line in out, out

@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from emo_lightning import registry
 from emo_lightning.registry import PluginContractError, RegistryError
@@ -22,6 +24,48 @@ def test_unknown_name_lists_the_registered_ones():
 def test_unknown_kind_lists_the_kinds():
     with pytest.raises(RegistryError, match="kinds are: backbone, vae, audio_encoder"):
         registry.get("audio_encoders", "mel")
+
+
+def test_the_kinds_come_from_the_one_kinds_table():
+    from emo_lightning.components.kinds import KINDS
+
+    assert registry.KINDS is KINDS
+    assert all(kind.name == name and kind.description for name, kind in KINDS.items())
+
+
+def test_the_evaluated_kinds_are_the_component_groups_of_the_evaluate_config():
+    import yaml
+
+    from emo_lightning.components.kinds import EVALUATED_KINDS
+
+    defaults = yaml.safe_load((Path(__file__).parents[1] / "conf" / "evaluate.yaml").read_text())["defaults"]
+    groups = [next(iter(d)) for d in defaults if isinstance(d, dict)]
+    assert list(EVALUATED_KINDS) == [g for g in groups if g in registry.KINDS] == groups
+
+
+@pytest.mark.parametrize("spec", ["tanh_buckets", {"name": "tanh_buckets"},
+                                  OmegaConf.create({"name": "tanh_buckets", "window": 1})])
+def test_build_takes_a_name_or_a_mapping_with_a_name(spec):
+    encoder = registry.build("speed_encoder", spec, config_key="model.speed_encoder", output_dim=16, hidden_dim=16)
+    assert encoder.output_dim == 16 and encoder.window == (1 if "window" in spec else 2)
+
+
+def test_a_config_that_sets_a_derived_argument_is_refused_naming_its_key():
+    with pytest.raises(registry.SpecError, match=r"^model.speed_encoder: \['output_dim'\] are derived from the other"):
+        registry.build("speed_encoder", {"name": "tanh_buckets", "output_dim": 4}, config_key="model.speed_encoder",
+                       output_dim=16)
+
+
+@pytest.mark.parametrize("spec", [{"pretrained": "x"}, {"name": ""}, 3, None])
+def test_a_malformed_spec_is_refused_naming_its_key(spec):
+    with pytest.raises(ValueError, match="^model.vae must be a registered name or a mapping with a `name` key, got"):
+        registry.build("vae", spec, config_key="model.vae")
+
+
+def test_an_unknown_name_in_a_config_names_its_key_and_the_registered_names():
+    with pytest.raises(RegistryError, match=r"^model.vae: unknown vae component 'sdd'. Registered vae components: "
+                                            r"pixel, sd"):
+        registry.build("vae", {"name": "sdd"}, config_key="model.vae")
 
 
 def test_example_plugin_package_registers_through_its_entry_point():

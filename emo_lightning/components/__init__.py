@@ -1,18 +1,10 @@
-"""Built-in components. Importing this package registers them (see :mod:`emo_lightning.registry`)."""
+"""Built-in components. Importing this package registers them (see :mod:`emo_lightning.registry`): it imports the
+package of every kind in :data:`~emo_lightning.components.kinds.KINDS` (``emo_lightning/components/<kind>/``),
+whose modules register with ``@register(kind, name)``."""
 
-from emo_lightning.components import (  # noqa: F401
-    audio_encoder,
-    backbone,
-    face_detector,
-    face_embedder,
-    face_locator,
-    frame_features,
-    landmarks,
-    pose_estimator,
-    scheduler,
-    speed_encoder,
-    sync_model,
-    temporal_block,
-    vae,
-    video_features,
-)
+import importlib
+
+from emo_lightning.components.kinds import KINDS
+
+for _kind in KINDS:
+    importlib.import_module(f"{__name__}.{_kind}")

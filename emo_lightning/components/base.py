@@ -1,11 +1,15 @@
-"""The interface of every component kind, with the shapes it promises.
+"""The interface of every component kind, with the shapes it promises and the probe that checks them.
 
 Shapes use B batch, F frames, N motion frames, C channels, H×W pixels, h×w latent pixels, S samples.
 Video tensors are ``(B, C, F, H, W)`` at module boundaries.
 
 Every interface has ``check_contract(component)``: a cheap probe on tiny inputs run by
 :func:`emo_lightning.registry.build`, so a plugin with a wrong output shape fails when it is built,
-not deep inside a training step.
+not deep inside a training step. The tensor kinds (:class:`Component`) state their probe once, in ``probe``: the
+inputs and the shape each output must have; the build-time check runs it without gradients, and the contract
+checks (:mod:`emo_lightning.contract`) run it again for dtype and gradient flow. The face tools (:class:`FaceTool`)
+also say what they must find on a real photo (``check_on_photo``). The kinds themselves are listed in
+:mod:`emo_lightning.components.kinds`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -41,8 +45,16 @@ def _probe_kwargs(module: nn.Module) -> dict:
             "dtype": param.dtype if param is not None else torch.float32}
 
 
+class Probe(NamedTuple):
+    """One output of a component on the probe's inputs, with the shape its interface promises for it."""
+
+    call: str  # what was called, for messages: "forward(speed 2x5)"
+    output: Tensor
+    shape: tuple[int, ...]
+
+
 class Component(nn.Module, ABC):
-    """Base of the component interfaces.
+    """Base of the tensor component interfaces.
 
     ``pretrained_submodules`` names the submodules whose weights came from an external pretrained source
     (hub id / local path) and stay frozen: checkpoints leave them out and rebuild them from that source.
@@ -52,21 +64,32 @@ class Component(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
+    def probe(cls, component: Component) -> list[Probe]:
+        """Run ``component`` on small random inputs (on its device and dtype): every output it promises, each with
+        its promised shape. Runs with gradients unless the caller disables them."""
+
+    @classmethod
     def check_contract(cls, component: Component) -> None:
         """Raise PluginContractError if ``component`` breaks this interface."""
+        with torch.no_grad():
+            for probe in cls.probe(component):
+                _expect(probe.output, probe.shape, probe.call)
 
 
 class AudioEncoder(Component):
-    """Waveform → per-video-frame audio tokens, each frame windowed ±``window`` frames.
+    """Waveform → per-video-frame audio tokens, each frame seeing its ±``window`` neighbours.
 
-    ``forward(waveform (B, S) mono at sample_rate, num_frames F) -> (B, F, 2·window+1, output_dim)``.
+    ``forward(waveform (B, S) mono at sample_rate, num_frames F) -> (B, F, tokens_per_frame, output_dim)``.
     The frames evenly cover the waveform (frame f ↔ samples [f·S/F, (f+1)·S/F)).
+    By default a frame's tokens are its window's ``2·window+1`` slots, to each of which EMO adds a learned position
+    (``slot_positions``); an encoder that mixes the window into tokens of its own (Hallo's projection) overrides
+    ``tokens_per_frame`` and sets ``slot_positions = False``.
 
     An encoder whose first part is frozen (a pretrained wav2vec2) may split ``forward`` in two, so that
     `emo preprocess cache_audio=…` can store the frozen part's output once and training runs only the rest:
 
     * ``features(waveform (B, S), num_frames F) -> (B, F, feature_dim)``: the frozen part, one row per video frame;
-    * ``tokens(features (B, F, feature_dim)) -> (B, F, 2·window+1, output_dim)``: the trainable part.
+    * ``tokens(features (B, F, feature_dim)) -> (B, F, tokens_per_frame, output_dim)``: the trainable part.
 
     Such an encoder sets ``feature_dim`` and ``feature_arguments`` (the constructor arguments its features depend
     on: cached features serve a model whose encoder agrees on them) and inherits ``forward``
@@ -87,6 +110,11 @@ class AudioEncoder(Component):
     window: int
     feature_dim: int | None = None  # width of ``features``; None: no frozen part to cache
     feature_arguments: tuple[str, ...] = ()
+    slot_positions: bool = True
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return 2 * self.window + 1
 
     def forward(self, waveform: Tensor, num_frames: int) -> Tensor:
         return self.tokens(self.features(waveform, num_frames))
@@ -105,19 +133,18 @@ class AudioEncoder(Component):
         return self.feature_dim is not None
 
     @classmethod
-    def check_contract(cls, component: AudioEncoder) -> None:
-        kw = _probe_kwargs(component)
-        wave = torch.randn(2, int(component.sample_rate * 0.4), **kw) * 0.1
-        with torch.no_grad():
-            try:
-                out = component(wave, 10)
-            except NotImplementedError as exc:
-                raise PluginContractError(str(exc)) from exc
-            if component.caches_features:
-                features = component.features(wave, 10)
-                _expect(features, (2, 10, component.feature_dim), "features(waveform, 10)")
-                _expect(component.tokens(features), tuple(out.shape), "tokens(features)")
-        _expect(out, (2, 10, 2 * component.window + 1, component.output_dim), "forward(waveform, 10)")
+    def probe(cls, component: AudioEncoder) -> list[Probe]:
+        wave = torch.randn(2, int(component.sample_rate * 0.4), **_probe_kwargs(component)) * 0.1
+        tokens = (2, 10, component.tokens_per_frame, component.output_dim)
+        try:
+            probes = [Probe("forward(waveform, 10)", component(wave, 10), tokens)]
+        except NotImplementedError as exc:
+            raise PluginContractError(str(exc)) from exc
+        if component.caches_features:
+            features = component.features(wave, 10)
+            probes += [Probe("features(waveform, 10)", features, (2, 10, component.feature_dim)),
+                       Probe("tokens(features)", component.tokens(features), tokens)]
+        return probes
 
 
 class FaceLocator(Component):
@@ -140,16 +167,16 @@ class FaceLocator(Component):
     def forward(self, mask: Tensor, landmark_map: Tensor | None = None) -> Tensor: ...
 
     @classmethod
-    def check_contract(cls, component: FaceLocator) -> None:
-        size = 4 * component.downsample
+    def probe(cls, component: FaceLocator) -> list[Probe]:
+        size, c = 4 * component.downsample, component.latent_channels
         kw = _probe_kwargs(component)
-        with torch.no_grad():
-            out = component(torch.ones(2, 1, size, size, **kw))
-            _expect(out, (2, component.latent_channels, 4, 4), f"forward(mask 2x1x{size}x{size})")
-            if component.landmark_style is not None:
-                out = component(torch.ones(2, 1, size, size, **kw), torch.rand(2, 1, 3, size, size, **kw))
-                _expect(out, (2, component.latent_channels, 3, 4, 4),
-                        f"forward(mask 2x1x{size}x{size}, landmark_map 2x1x3x{size}x{size})")
+        mask = torch.rand(2, 1, size, size, **kw)
+        probes = [Probe(f"forward(mask 2x1x{size}x{size})", component(mask), (2, c, 4, 4))]
+        if component.landmark_style is not None:
+            out = component(mask, torch.rand(2, 1, 3, size, size, **kw))
+            probes.append(Probe(f"forward(mask 2x1x{size}x{size}, landmark_map 2x1x3x{size}x{size})", out,
+                                (2, c, 3, 4, 4)))
+        return probes
 
 
 class TemporalBlock(Component):
@@ -170,15 +197,13 @@ class TemporalBlock(Component):
     def forward(self, x: Tensor, motion: Tensor | None = None, speed: Tensor | None = None) -> Tensor: ...
 
     @classmethod
-    def check_contract(cls, component: TemporalBlock) -> None:
+    def probe(cls, component: TemporalBlock) -> list[Probe]:
         kw = _probe_kwargs(component)
         c = component.channels
         x = torch.randn(2, c, 3, 4, 4, **kw)
-        with torch.no_grad():
-            plain = component(x)
-            full = component(x, torch.randn(2, c, 2, 4, 4, **kw), torch.randn(2, 3, component.speed_dim, **kw))
-        _expect(plain, tuple(x.shape), "forward(x)")
-        _expect(full, tuple(x.shape), "forward(x, motion, speed)")
+        full = component(x, torch.randn(2, c, 2, 4, 4, **kw), torch.randn(2, 3, component.speed_dim, **kw))
+        return [Probe("forward(x)", component(x), tuple(x.shape)),
+                Probe("forward(x, motion, speed)", full, tuple(x.shape))]
 
 
 class SpeedEncoder(Component):
@@ -194,10 +219,9 @@ class SpeedEncoder(Component):
     def forward(self, speed: Tensor) -> Tensor: ...
 
     @classmethod
-    def check_contract(cls, component: SpeedEncoder) -> None:
-        with torch.no_grad():
-            out = component(torch.rand(2, 5, **_probe_kwargs(component)))
-        _expect(out, (2, 5, component.output_dim), "forward(speed 2x5)")
+    def probe(cls, component: SpeedEncoder) -> list[Probe]:
+        speed = torch.rand(2, 5, **_probe_kwargs(component)) * 2
+        return [Probe("forward(speed 2x5)", component(speed), (2, 5, component.output_dim))]
 
 
 class VAE(Component):
@@ -241,18 +265,17 @@ class VAE(Component):
         return frames.unflatten(0, (b, -1)).transpose(1, 2)
 
     @classmethod
-    def check_contract(cls, component: VAE) -> None:
-        size = 4 * component.downsample
+    def probe(cls, component: VAE) -> list[Probe]:
+        size, c = 4 * component.downsample, component.latent_channels
         kw = _probe_kwargs(component)
-        with torch.no_grad():
-            latents = component.encode(torch.zeros(1, 3, size, size, **kw))
-            _expect(latents, (1, component.latent_channels, 4, 4), f"encode(1x3x{size}x{size})")
-            _expect(component.decode(latents), (1, 3, size, size), "decode(latents)")
-            frames = 1 + 2 * component.temporal_downsample
-            video = component.encode_video(torch.zeros(1, 3, frames, size, size, **kw))
-            n = component.latent_frames(frames)
-            _expect(video, (1, component.latent_channels, n, 4, 4), f"encode_video(1x3x{frames}x{size}x{size})")
-            _expect(component.decode_video(video), (1, 3, component.frames(n), size, size), "decode_video(latents)")
+        latents = component.encode(torch.rand(1, 3, size, size, **kw) * 2 - 1)
+        frames = 1 + 2 * component.temporal_downsample
+        video = component.encode_video(torch.rand(1, 3, frames, size, size, **kw) * 2 - 1)
+        n = component.latent_frames(frames)
+        return [Probe(f"encode(1x3x{size}x{size})", latents, (1, c, 4, 4)),
+                Probe("decode(latents)", component.decode(latents), (1, 3, size, size)),
+                Probe(f"encode_video(1x3x{frames}x{size}x{size})", video, (1, c, n, 4, 4)),
+                Probe("decode_video(latents)", component.decode_video(video), (1, 3, component.frames(n), size, size))]
 
 
 @dataclass
@@ -290,7 +313,7 @@ class Backbone(Component):
       ``conditions.audio`` / ``speed`` hold one row per *video* frame (F = ``frames`` of the VAE for F'), the
       backbone maps them onto latent frames. ``temporal=False`` (image stage): frames are independent images.
     * ``parameter_groups() -> {group: [modules]}`` for the groups ``backbone``, ``reference_net``, ``audio``,
-      ``temporal`` and ``speed`` (see :mod:`emo_lightning.training.stages`; a group may be empty). Groups may nest
+      ``temporal`` and ``speed`` (see :mod:`emo_lightning.model.stages`; a group may be empty). Groups may nest
       (audio layers inside the backbone network): a parameter belongs to the innermost listed module holding it.
     * ``size_multiple``: latent height and width must be multiples of it; ``audio_dim``: the width of the audio
       tokens it attends to (the audio encoder is built with it); ``fsdp_wrap_classes``: the block classes FSDP
@@ -301,6 +324,7 @@ class Backbone(Component):
     audio_dim: int
     size_multiple: int
     temporal_downsample: int = 1
+    speed_dim: int = 0  # the width of the speed tokens it was built for; 0: it takes none
     fsdp_wrap_classes: tuple[type[nn.Module], ...] = ()
 
     @abstractmethod
@@ -323,24 +347,43 @@ class Backbone(Component):
 
     @classmethod
     def check_contract(cls, component: Backbone) -> None:
-        kw = _probe_kwargs(component)
-        c, side = component.latent_channels, 2 * component.size_multiple
-        groups = component.parameter_groups()
-        unknown = set(groups) - {"backbone", "reference_net", "audio", "temporal", "speed"}
+        unknown = set(component.parameter_groups()) - {"backbone", "reference_net", "audio", "temporal", "speed"}
         if unknown:
             raise PluginContractError(f"parameter_groups() returned unknown groups {sorted(unknown)}")
-        with torch.no_grad():
-            reference = component.reference_features(torch.randn(2, c, 1, side, side, **kw))
-            motion = component.motion_features(torch.randn(2, c, 2, side, side, **kw))
-            latents = torch.randn(2, c, 3, side, side, **kw)
-            frames = 1 + 2 * component.temporal_downsample
-            conditions = Conditions(reference, motion=motion,
-                                    audio=torch.randn(2, frames, 1, component.audio_dim, **kw))
-            out = component.denoise(latents, torch.tensor([10, 500], device=kw["device"]), conditions)
-        _expect(out, tuple(latents.shape), "denoise(latents 2xCx3xhxw)")
+        super().check_contract(component)
+
+    @classmethod
+    def probe(cls, component: Backbone) -> list[Probe]:
+        """``denoise`` of random latents with every condition, the reference and motion ones from the backbone's own
+        ``reference_features`` / ``motion_features``."""
+        kw = _probe_kwargs(component)
+        c, side = component.latent_channels, 2 * component.size_multiple
+        frames = 1 + 2 * component.temporal_downsample  # the video frames of 3 latent frames
+        speed = torch.randn(2, frames, component.speed_dim, **kw) if component.speed_dim else None
+        conditions = Conditions(component.reference_features(torch.randn(2, c, 1, side, side, **kw)),
+                                motion=component.motion_features(torch.randn(2, c, 2, side, side, **kw)),
+                                audio=torch.randn(2, frames, 3, component.audio_dim, **kw), speed=speed)
+        latents = torch.randn(2, c, 3, side, side, **kw)
+        out = component.denoise(latents, torch.tensor([10, 500], device=kw["device"]), conditions)
+        return [Probe("denoise(latents 2xCx3xhxw)", out, tuple(latents.shape))]
 
 
-class FaceDetector(ABC):
+class FaceTool(ABC):
+    """Base of the face tools' interfaces: plain ABCs over numpy RGB images, not nn.Modules."""
+
+    @classmethod
+    @abstractmethod
+    def check_contract(cls, component: FaceTool) -> None:
+        """Raise PluginContractError if ``component`` breaks this interface on synthetic inputs."""
+
+    @classmethod
+    @abstractmethod
+    def check_on_photo(cls, component: FaceTool, image: np.ndarray, box: np.ndarray) -> str:
+        """Assert that ``component`` does its job on ``image``, a real photo of one face inside ``box`` (float32
+        x0, y0, x1, y1); return a one-line account of what it found."""
+
+
+class FaceDetector(FaceTool):
     """Face boxes in one image (preprocessing and portrait crops; not an nn.Module).
 
     ``detect(image uint8 (H, W, 3) RGB) -> float32 (K, 5)``: rows ``x0, y0, x1, y1, score`` in pixels of
@@ -359,8 +402,18 @@ class FaceDetector(ABC):
         if len(out) > 1 and np.any(np.diff(out[:, 4]) > 0):
             raise PluginContractError("detect() rows are not sorted by score, highest first")
 
+    @classmethod
+    def check_on_photo(cls, component: FaceDetector, image: np.ndarray, box: np.ndarray) -> str:
+        faces = component.detect(image)
+        assert faces.dtype == np.float32 and faces.ndim == 2 and faces.shape[1] == 5, f"returned {faces.shape}"
+        assert len(faces) >= 1, "found no face in the photo"
+        assert np.all(np.diff(faces[:, 4]) <= 0), "faces are not sorted by score"
+        overlap = _box_overlap(faces[0, :4], box)
+        assert overlap > 0.5, f"the best face {faces[0, :4].round().tolist()} overlaps the face by only {overlap:.0%}"
+        return f"{len(faces)} face(s), float32 (K, 5), sorted by score, the best on the face ({overlap:.0%} overlap)"
 
-class PoseEstimator(ABC):
+
+class PoseEstimator(FaceTool):
     """Head rotation speed from a face track (preprocessing; not an nn.Module).
 
     ``speed(frames uint8 (F, H, W, 3) RGB, boxes float32 (F, 4) x0, y0, x1, y1 pixels) -> float32 (F,)``: the
@@ -381,8 +434,16 @@ class PoseEstimator(ABC):
         if not np.all(np.isfinite(out) & (out >= 0)):
             raise PluginContractError(f"speed(3 frames) returned {out}, expected finite values >= 0")
 
+    @classmethod
+    def check_on_photo(cls, component: PoseEstimator, image: np.ndarray, box: np.ndarray) -> str:
+        frames = np.stack([image, image, np.roll(image, 3, axis=1)])  # still, then the face moves 3 px
+        speed = component.speed(frames, np.tile(box, (3, 1)))
+        assert speed.dtype == np.float32 and speed.shape == (3,) and np.all(np.isfinite(speed)), f"returned {speed}"
+        assert speed[1] < 0.5 < speed[2], f"speed {speed}: expected ~0 while still, > 0.5 after a 3-px move"
+        return f"speed {np.round(speed, 2).tolist()} deg/frame (still, then moved)"
 
-class FaceLandmarks(ABC):
+
+class FaceLandmarks(FaceTool):
     """Facial landmark points in one image (preprocessing lip masks, landmark sync, LMD, E-FID; not an nn.Module).
 
     ``detect(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (num_points, 2)``: x, y in
@@ -420,8 +481,17 @@ class FaceLandmarks(ABC):
                                       f"expected float32 ({component.num_points}, 2)")
         _all_or_none(out, "detect(64x48 image)")
 
+    @classmethod
+    def check_on_photo(cls, component: FaceLandmarks, image: np.ndarray, box: np.ndarray) -> str:
+        points = component.detect(image, box)
+        assert points.shape == (component.num_points, 2) and np.isfinite(points).all(), "no landmarks on the face"
+        inside = np.mean((points[:, 0] >= box[0] - 10) & (points[:, 0] <= box[2] + 10)
+                         & (points[:, 1] >= box[1] - 10) & (points[:, 1] <= box[3] + 10))
+        assert inside > 0.9, f"only {inside:.0%} of the landmarks fall on the face"
+        return f"{component.num_points} points, {inside:.0%} on the face"
 
-class FaceEmbedder(ABC):
+
+class FaceEmbedder(FaceTool):
     """Identity embedding of the face in one image (F-SIM, identity drift; not an nn.Module).
 
     ``embed(image uint8 (H, W, 3) RGB, box float (4,) x0, y0, x1, y1 | None) -> float32 (dim,)``, L2-normalised, so
@@ -445,6 +515,18 @@ class FaceEmbedder(ABC):
             raise PluginContractError(f"embed(64x48 image) has norm {np.linalg.norm(out):.4f}, expected 1 "
                                       "(L2-normalised) or every value NaN (no face)")
 
+    @classmethod
+    def check_on_photo(cls, component: FaceEmbedder, image: np.ndarray, box: np.ndarray) -> str:
+        embedding = component.embed(image, box)
+        assert np.isfinite(embedding).all() and abs(np.linalg.norm(embedding) - 1) < 1e-3, "not a unit embedding"
+        return f"unit embedding of {component.dim} values"
+
+
+def _box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes x0, y0, x1, y1."""
+    w, h = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return float(w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h))
+
 
 def _all_or_none(values: np.ndarray, what: str) -> None:
     """A face model's output is finite throughout, or NaN throughout (no face): never partly NaN."""
@@ -466,10 +548,9 @@ class FrameFeatures(Component):
     def forward(self, images: Tensor) -> Tensor: ...
 
     @classmethod
-    def check_contract(cls, component: FrameFeatures) -> None:
+    def probe(cls, component: FrameFeatures) -> list[Probe]:
         images = torch.randint(0, 256, (2, 3, 40, 48), dtype=torch.uint8, device=_probe_kwargs(component)["device"])
-        with torch.no_grad():
-            _expect(component(images), (2, component.num_features), "forward(2x3x40x48 uint8)")
+        return [Probe("forward(2x3x40x48 uint8)", component(images), (2, component.num_features))]
 
 
 class VideoFeatures(Component):
@@ -485,12 +566,11 @@ class VideoFeatures(Component):
     def forward(self, videos: Tensor) -> Tensor: ...
 
     @classmethod
-    def check_contract(cls, component: VideoFeatures) -> None:
+    def probe(cls, component: VideoFeatures) -> list[Probe]:
         frames = max(component.min_frames, 4)
         videos = torch.randint(0, 256, (2, 3, frames, 40, 48), dtype=torch.uint8,
                                device=_probe_kwargs(component)["device"])
-        with torch.no_grad():
-            _expect(component(videos), (2, component.num_features), f"forward(2x3x{frames}x40x48 uint8)")
+        return [Probe(f"forward(2x3x{frames}x40x48 uint8)", component(videos), (2, component.num_features))]
 
 
 class SyncModel(Component):
@@ -515,15 +595,15 @@ class SyncModel(Component):
     def embed_audio(self, waveform: Tensor, num_frames: int) -> Tensor: ...
 
     @classmethod
-    def check_contract(cls, component: SyncModel) -> None:
+    def probe(cls, component: SyncModel) -> list[Probe]:
         device = _probe_kwargs(component)["device"]
         frames = component.window + 2
         crops = torch.randint(0, 256, (frames, 3, component.crop_size, component.crop_size), dtype=torch.uint8,
                               device=device)
         wave = torch.randn(round(frames / component.fps * component.sample_rate), device=device) * 0.1
-        with torch.no_grad():
-            _expect(component.embed_video(crops), (3, component.dim), f"embed_video({frames} crops)")
-            _expect(component.embed_audio(wave, frames), (3, component.dim), f"embed_audio(audio of {frames} frames)")
+        return [Probe(f"embed_video({frames} crops)", component.embed_video(crops), (3, component.dim)),
+                Probe(f"embed_audio(audio of {frames} frames)", component.embed_audio(wave, frames),
+                      (3, component.dim))]
 
 
 def _describe(value: object) -> str:
@@ -532,37 +612,40 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-class _DiffusersContract:
-    """Contract for kinds whose interface is a diffusers base class."""
+class SchedulerContract:
+    """The ``scheduler`` kind's interface: a diffusers :class:`~diffusers.SchedulerMixin` with the methods the
+    sampler and the training step call."""
 
-    def __init__(self, base: type, required: tuple[str, ...]):
-        self.base = base
-        self.required = required
-        self.__name__ = base.__name__
-        self.__module__ = base.__module__
+    required = ("add_noise", "step", "set_timesteps", "scale_model_input")
+
+    def __init__(self) -> None:
+        # named as the base class in messages ("... is not a diffusers....SchedulerMixin")
+        self.__name__, self.__module__ = SchedulerMixin.__name__, SchedulerMixin.__module__
 
     def __instancecheck__(self, instance: object) -> bool:
-        return isinstance(instance, self.base)
+        return isinstance(instance, SchedulerMixin)
 
     def check_contract(self, component: object) -> None:
         missing = [m for m in self.required if not callable(getattr(component, m, None))]
         if missing:
             raise PluginContractError(f"missing method(s) {missing}")
 
+    def check_denoises(self, scheduler: SchedulerMixin, prediction_type: str) -> str:
+        """With an oracle model (the true noise / velocity of a data set holding one sample), 20 sampling steps of
+        ``scheduler`` (built for ``prediction_type``) recover that sample."""
+        generator = torch.Generator().manual_seed(0)
+        clean = torch.rand(1, 4, 2, 4, 4, generator=generator) * 2 - 1
+        scheduler.set_timesteps(20)
+        latents = torch.randn(clean.shape, generator=generator) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(latents, t)
+            alpha_bar = scheduler.alphas_cumprod[int(t)]
+            eps = (model_in - alpha_bar.sqrt() * clean) / (1 - alpha_bar).sqrt()
+            pred = eps if prediction_type == "epsilon" else alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * clean
+            latents = scheduler.step(pred, t, latents).prev_sample
+        error = (latents - clean).abs().max().item()
+        assert error < 0.05, f"20 steps with an oracle {prediction_type} model end {error:.3f} from the clean sample"
+        return f"20 steps with an oracle {prediction_type} model recover the sample (error {error:.4f})"
 
-INTERFACES: dict[str, type | _DiffusersContract] = {
-    "backbone": Backbone,
-    "scheduler": _DiffusersContract(SchedulerMixin, ("add_noise", "step", "set_timesteps", "scale_model_input")),
-    "vae": VAE,
-    "audio_encoder": AudioEncoder,
-    "face_locator": FaceLocator,
-    "temporal_block": TemporalBlock,
-    "speed_encoder": SpeedEncoder,
-    "face_detector": FaceDetector,
-    "pose_estimator": PoseEstimator,
-    "landmarks": FaceLandmarks,
-    "face_embedder": FaceEmbedder,
-    "frame_features": FrameFeatures,
-    "video_features": VideoFeatures,
-    "sync_model": SyncModel,
-}
+
+SCHEDULER = SchedulerContract()

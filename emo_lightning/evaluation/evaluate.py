@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from emo_lightning.components.kinds import EVALUATED_KINDS
 from emo_lightning.evaluation.report import write_report
 from emo_lightning.evaluation.scorer import Video, VideoScorer
 from emo_lightning.interrupt import deferred
@@ -65,8 +66,7 @@ def load(path: Path, reference_dir: str | None, ground_truth_dir: str | None, sa
 def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Score ``cfg['videos']``; write metrics.json, metrics.md and per_video.csv to ``cfg['output']``."""
     paths = list_videos(cfg["videos"])
-    scorer = VideoScorer({kind: cfg.get(kind) for kind in ("face_detector", "landmarks", "face_embedder",
-                                                           "frame_features", "video_features", "sync_model")},
+    scorer = VideoScorer({kind: cfg.get(kind) for kind in EVALUATED_KINDS},
                          **cfg.get("options", {}), device=cfg.get("device", "cpu"))
     with_audio = False
     for path in track(paths, desc="emo evaluate", unit="video"):
@@ -74,8 +74,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         with_audio |= video.audio is not None
         scorer.update(video)
     results = scorer.compute(with_ground_truth=bool(cfg.get("ground_truth")), with_audio=with_audio)
-    components = {k: (cfg.get(k) or {}).get("name") for k in ("face_detector", "landmarks", "face_embedder",
-                                                                "frame_features", "video_features", "sync_model")}
+    components = {k: (cfg.get(k) or {}).get("name") for k in EVALUATED_KINDS}
     with deferred():  # a stop waits for the three files to be whole
         write_report(cfg["output"], results, scorer.per_video(), [p.name for p in paths],
                      {"videos": len(paths), "components": components})

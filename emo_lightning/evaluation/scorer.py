@@ -15,6 +15,7 @@ from torchmetrics import Metric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from emo_lightning import registry
+from emo_lightning.components.kinds import EVALUATED_KINDS
 from emo_lightning.evaluation.face_geometry import (
     EXPRESSION_REGIONS,
     expression_features,
@@ -61,14 +62,13 @@ class Video:
     ground_truth: np.ndarray | None = None
 
 
-def _build(spec: dict[str, Any] | None, kind: str) -> tuple[Any, str | None]:
+def _build(spec: registry.Spec | None, kind: str) -> tuple[Any, str | None]:
     """(component, None), or (None, why not)."""
-    if not spec or spec.get("name") in (None, "none"):
+    name = registry.parse_spec(spec, kind)[0] if spec else "none"
+    if name == "none":
         return None, f"no {kind} chosen ({kind}=none)"
-    spec = dict(spec)
-    name = spec.pop("name")
     try:
-        return registry.build(kind, name, **spec), None
+        return registry.build(kind, spec), None
     except (FileNotFoundError, ImportError, registry.RegistryError, ValueError, RuntimeError) as err:
         return None, f"{kind} {name!r} unavailable: {err}"
 
@@ -89,8 +89,7 @@ class VideoScorer:
         self.drift_seconds, self.max_offset = drift_seconds, max_offset
         self.components: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
-        for kind in ("face_detector", "landmarks", "face_embedder", "frame_features", "video_features",
-                     "sync_model"):
+        for kind in EVALUATED_KINDS:
             component, reason = _build(components.get(kind), kind)
             if component is None:
                 self.unavailable[kind] = reason

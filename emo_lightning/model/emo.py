@@ -23,19 +23,8 @@ from emo_lightning import registry
 from emo_lightning.components.base import Component, Conditions
 
 
-def _spec(spec: dict[str, Any], what: str) -> tuple[str, dict[str, Any]]:
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"model.{what} must be a mapping with a `name` key, got {spec!r}")
-    kwargs = dict(spec)
-    return kwargs.pop("name"), kwargs
-
-
-def _build(kind: str, spec: dict[str, Any], what: str, **derived: Any) -> Any:
-    name, kwargs = _spec(spec, what)
-    clash = sorted(set(kwargs) & set(derived))
-    if clash:
-        raise ValueError(f"model.{what}: {clash} are derived from the other components; remove them")
-    return registry.build(kind, name, **kwargs, **derived)
+def _build(kind: str, spec: registry.Spec, what: str, **derived: Any) -> Any:
+    return registry.build(kind, spec, config_key=f"model.{what}", **derived)
 
 
 class EMO(nn.Module):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emo_lightning import registry
 from emo_lightning.components.base import FaceLandmarks
 from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
 from emo_lightning.media import MediaError, load_image, read_video
@@ -28,20 +29,16 @@ LandmarksSpec = str | dict
 
 
 @functools.cache
-def _build_landmarks(name: str, kwargs_json: str) -> FaceLandmarks:
-    from emo_lightning import registry
-
-    return registry.build("landmarks", name, **json.loads(kwargs_json))
+def _build_landmarks(spec_json: str) -> FaceLandmarks:
+    return registry.build("landmarks", json.loads(spec_json), config_key="landmarks")
 
 
 def landmark_model(spec: LandmarksSpec) -> FaceLandmarks:
     """The landmark model of ``spec``, built once per process."""
-    kwargs = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = kwargs.pop("name")
-    if name == "none":
+    if registry.parse_spec(spec, "landmarks")[0] == "none":
         raise ValueError("this model's face locator draws facial landmarks: choose a landmark model "
                          f"(landmarks={DEFAULT_LANDMARKS} or dlib68), not landmarks=none")
-    return _build_landmarks(name, json.dumps(kwargs, sort_keys=True))
+    return _build_landmarks(json.dumps(spec if isinstance(spec, str) else dict(spec), sort_keys=True))
 
 
 def portrait_landmarks(path: str | Path, resolution: int, detector: DetectorSpec, model: FaceLandmarks
@@ -53,8 +50,7 @@ def portrait_landmarks(path: str | Path, resolution: int, detector: DetectorSpec
     from emo_lightning.preprocess.crop import portrait_region
 
     image = load_image(path)
-    name = detector if isinstance(detector, str) else detector["name"]
-    if name == NO_DETECTOR:
+    if registry.parse_spec(detector, "face_detector")[0] == NO_DETECTOR:
         side = min(image.shape[:2])
         box, region = None, ((image.shape[1] - side) // 2, (image.shape[0] - side) // 2, side)
     else:

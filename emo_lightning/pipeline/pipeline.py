@@ -312,7 +312,7 @@ class EMOPipeline:
         return latents
 
 
-def build_scheduler(spec: dict[str, Any], noise_schedule: dict[str, Any]) -> SchedulerMixin:
-    """A ``scheduler`` component from its spec (``name`` + keywords) on ``noise_schedule``."""
-    spec = dict(spec)
-    return registry.build("scheduler", spec.pop("name"), **{**noise_schedule, **spec})
+def build_scheduler(spec: registry.Spec, noise_schedule: dict[str, Any]) -> SchedulerMixin:
+    """A ``scheduler`` component from its spec (a name, or ``name`` + keywords, which override ``noise_schedule``)."""
+    name, kwargs = registry.parse_spec(spec, "scheduler")
+    return registry.build("scheduler", {"name": name, **noise_schedule, **kwargs})

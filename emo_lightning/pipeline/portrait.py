@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from emo_lightning import registry
 from emo_lightning.geometry import central_face_mask, square_crop
 from emo_lightning.media import load_image
 
@@ -26,28 +27,20 @@ DetectorSpec = str | dict[str, Any]
 """A registered ``face_detector`` name, or a mapping of its ``name`` and keyword arguments."""
 
 
-def _split(spec: DetectorSpec) -> tuple[str, dict[str, Any]]:
-    kwargs = {"name": spec} if isinstance(spec, str) else dict(spec)
-    return kwargs.pop("name"), kwargs
-
-
 @functools.cache
-def _build_detector(name: str, kwargs_json: str) -> Any:
-    from emo_lightning import registry
-
-    return registry.build("face_detector", name, **json.loads(kwargs_json))
+def _build_detector(spec_json: str) -> Any:
+    return registry.build("face_detector", json.loads(spec_json), config_key="face_detector")
 
 
 def face_detector(spec: DetectorSpec) -> Any:
     """The face detector of ``spec``, built once per process (its model loads once)."""
-    name, kwargs = _split(spec)
-    return _build_detector(name, json.dumps(kwargs, sort_keys=True))
+    return _build_detector(json.dumps(spec if isinstance(spec, str) else dict(spec), sort_keys=True))
 
 
 def crop_face(image: np.ndarray, resolution: int, detector: DetectorSpec, source: str
               ) -> tuple[np.ndarray, np.ndarray]:
     """(crop (res, res, 3) uint8, mask (res, res) float32) of the face in ``image`` found by ``detector``."""
-    name, _ = _split(detector)
+    name, _ = registry.parse_spec(detector, "face_detector")
     if name == NO_DETECTOR:
         return square_crop(image, resolution), central_face_mask(resolution)
     from emo_lightning.preprocess.crop import NoFaceError, crop_portrait

@@ -91,11 +91,6 @@ def identity_of(video: Path, rule: str) -> str:
 _worker: dict[str, Any] = {}
 
 
-def _build(kind: str, spec: dict[str, Any]) -> Any:
-    spec = dict(spec)
-    return registry.build(kind, spec.pop("name"), **spec)
-
-
 def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], estimator: dict[str, Any],
                  landmarks: dict[str, Any] | None, chunk_bytes: str, single_thread: bool,
                  stop: multiprocessing.synchronize.Event | None = None) -> None:
@@ -106,23 +101,24 @@ def _init_worker(output: Path, settings: Settings, detector: dict[str, Any], est
     if single_thread:  # one process per core
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
-    vae = _build("vae", settings.cache_vae).eval() if settings.cache_vae else None
+    vae = registry.build("vae", settings.cache_vae, config_key="cache_vae").eval() if settings.cache_vae else None
     if vae is not None and vae.temporal_downsample != 1:
         raise ValueError(f"cache_vae={settings.cache_vae.get('name')!r} compresses time: its latents depend on which "
                          "frames a clip holds, so they cannot be stored per frame. Drop cache_vae (training encodes "
                          "each clip), or cache with an image VAE")
     _worker.update(output=output, settings=settings, chunk_bytes=chunk_bytes, stop=stop,
-                   detector=_build("face_detector", detector), estimator=_build("pose_estimator", estimator),
+                   detector=registry.build("face_detector", detector, config_key="face_detector"),
+                   estimator=registry.build("pose_estimator", estimator, config_key="pose_estimator"),
                    vae=vae,
                    audio_encoder=_audio_features_encoder(settings),
-                   landmarks=_build("landmarks", landmarks) if landmarks else None)
+                   landmarks=registry.build("landmarks", landmarks, config_key="landmarks") if landmarks else None)
 
 
 def _audio_features_encoder(settings: Settings) -> AudioEncoder | None:
     """The audio encoder whose frozen features ``cache_audio`` stores, checked to have such a part."""
     if not settings.cache_audio:
         return None
-    encoder = _build("audio_encoder", settings.cache_audio).eval()
+    encoder = registry.build("audio_encoder", settings.cache_audio, config_key="cache_audio").eval()
     if not encoder.caches_features:
         raise ValueError(f"cache_audio={settings.cache_audio}: this audio encoder has no frozen feature part to store "
                          "(encoders with `features`/`tokens` do, e.g. wav2vec2 with freeze: true)")
