@@ -171,7 +171,7 @@ def test_a_peak_at_the_edge_or_a_flat_curve_is_undetermined():
 
 def test_too_short_a_clip_or_too_few_faces_is_a_clear_error():
     clip = make_clip(4, 40, resolution=64)
-    with pytest.raises(ValueError, match="40 frames are too few .* at least 42"):
+    with pytest.raises(ValueError, match=r"40 frames are too few .*\(at least 42\)"):
         landmark_sync(clip["landmarks"], LANDMARK_REGIONS, clip["audio"], RATE, 25.0)
     clip = make_clip(4, 100, resolution=64)
     points = clip["landmarks"].astype(np.float64)
