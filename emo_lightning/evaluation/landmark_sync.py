@@ -22,7 +22,7 @@ comes after the lips.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,9 +48,6 @@ class SyncResult:
     confidence: float
     reason: str
     curve: list[float]
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def smooth(values: np.ndarray, width: int = SMOOTH_FRAMES) -> np.ndarray:

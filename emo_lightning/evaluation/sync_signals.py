@@ -5,11 +5,12 @@
 * opening speed: how fast the mouth opens or closes, the rate of change of the gap between the inner lips (the
   landmark model's ``mouth_opening`` pairs, else the square root of the inner-lip area) over the eye distance;
 * loudness: the speech band's level in dB, floored ``FLOOR_DB`` below the clip's loudest frame;
-* spectral change: how fast the spectrum changes, the distance between the dB band levels of neighbouring frames.
+* spectral change: how fast the spectrum changes, half the distance between the dB band levels of the frames either
+  side.
 
 Frame ``f``'s audio value pools the 10-ms steps centred within its display interval ``[f, f + 1) / fps`` (the
-interval the synthetic data and the model's audio windows give a frame). Rates of change are central differences,
-so no signal moves by half a frame.
+interval the synthetic data gives a frame's loudness). Rates of change are central differences, so no signal moves
+by half a frame.
 """
 
 from __future__ import annotations
