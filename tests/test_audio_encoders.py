@@ -101,3 +101,19 @@ def test_windowed_encoding_of_global_attention_models_deviates_only_slightly(nam
         windowed = encode_audio(encoder, waveform, 1000)
     deviation = (windowed - whole).abs().max().item()
     assert 0 < deviation < 0.25 * whole.abs().mean().item()
+
+
+def test_an_encoder_with_tokens_of_its_own_trains_in_emo():
+    """Hallo's encoder emits ``context_tokens`` tokens per frame, not window slots: EMO adds no slot positions,
+    the backbone attends to those tokens, and its projection gets gradients."""
+    from conftest import tiny_batch, tiny_module
+
+    module = tiny_module("model/audio_encoder=hallo_wav2vec2_tiny", "model.audio_encoder.window=2")
+    encoder = module.model.audio_encoder
+    assert module.model.audio_positions is None and encoder.tokens_per_frame == 4 != 2 * encoder.window + 1
+    with torch.no_grad():  # give the zero-initialised audio-attention outputs some weight, so gradients reach it
+        for p in module.model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    module.training_step(tiny_batch(stage=3), 0).backward()
+    assert encoder.proj.proj3.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in encoder.model.parameters())

@@ -1,3 +1,4 @@
 """Audio encoders: waveform → windowed per-frame tokens."""
 
-from emo_lightning.components.audio_encoder import hubert, mel, wav2vec2, whisper  # noqa: F401  (register built-ins)
+# importing them registers the built-ins
+from emo_lightning.components.audio_encoder import hallo, hubert, mel, wav2vec2, whisper  # noqa: F401
