@@ -27,8 +27,8 @@ from einops import rearrange
 from learning_diagnostics import held_out, predicted_sample, to_images
 from torch import Tensor
 
-from emo_lightning.cli import EmoLightningCLI, fit_config
 from emo_lightning.evaluation.runner import evaluate
+from emo_lightning.lightning_cli import EmoLightningCLI, fit_config
 from emo_lightning.training import EMOLightningModule
 from emo_lightning.training.draws import SampleDraws
 

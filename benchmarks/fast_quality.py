@@ -15,7 +15,7 @@ import argparse
 import time
 
 from emo_lightning.evaluation.runner import evaluate
-from emo_lightning.pipeline import EMOPipeline
+from emo_lightning.pipeline.loading import load_pipeline
 
 DEFAULT_OPTIONS = ["precision=bf16", "guidance_min_noise=0.5", "sampler=unipc",
                    "precision=bf16,guidance_min_noise=0.5,sampler=unipc"]
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", default="", help="controls of the reference run, e.g. steps=10")
     parser.add_argument("--option", action="append", help="controls of one option run (repeatable)")
     args = parser.parse_args(argv)
-    pipeline = EMOPipeline.from_checkpoint(args.checkpoint)
+    pipeline = load_pipeline(args.checkpoint)
     base = pipeline.settings.override(**controls(args.base))
     rows = []
     for option in ["", *(args.option or DEFAULT_OPTIONS)]:

@@ -30,7 +30,6 @@ from torch.utils.data import default_collate
 
 from emo_lightning.data.synthetic import SyntheticTalkingFaces, render_faces
 from emo_lightning.model import Conditions
-from emo_lightning.pipeline.loading import load_module
 from emo_lightning.training import EMOLightningModule
 
 NOISE_LEVELS = (200, 400, 600, 800, 950)
@@ -102,7 +101,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     args = parser.parse_args()
 
-    module = load_module(args.checkpoint).eval()
+    module = EMOLightningModule.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=True).eval()
     data, batch = held_out(module, args.clips)
     trained = module.conditions(batch, training=False)
     shuffled = module.conditions({**batch, "reference": batch["reference"].roll(1, 0)}, training=False)

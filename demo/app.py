@@ -22,12 +22,12 @@ import torch
 from emo_lightning import registry
 from emo_lightning.interrupt import Interrupted, stop_handlers
 from emo_lightning.media import MediaError, load_audio
+from emo_lightning.model.checkpoint import CheckpointError, read_checkpoint
 from emo_lightning.pipeline import GenerationSettings
 from emo_lightning.pipeline.examples import SYNTHETIC_ONLY, Example, image_key, synthetic_examples, trained_on_synthetic
 from emo_lightning.pipeline.landmarks import DEFAULT_LANDMARKS, job_landmarks
 from emo_lightning.pipeline.loading import PipelineCache
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
-from emo_lightning.training.checkpoint import CheckpointError, read_checkpoint
 
 SAMPLERS = ["ddim", "dpmsolver++", "unipc"]
 SLIDERS = ("steps", "guidance_reference", "guidance_audio", "speed")

@@ -16,9 +16,9 @@ from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 from emo_lightning import contract, registry
 from emo_lightning.components.base import Backbone
+from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, parameter_group_names
 from emo_lightning.training import EMOLightningModule
 from emo_lightning.training.fsdp import BackboneFSDPStrategy
-from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, parameter_group_names
 
 BACKBONES = registry.entries("backbone")
 BACKBONE_GROUPS = ("backbone", "reference_net", "audio", "temporal", "speed")

@@ -197,3 +197,20 @@ def test_wan_backbone_trains_and_predicts(vae, media, workdir):
     info = probe_video(workdir / f"wan_{vae}.mp4")
     assert info["video_codec"] == "h264" and (info["width"], info["height"]) == (32, 32)
     assert abs(info["num_frames"] - 1.3 * 25) <= 1
+
+
+def test_commands_that_do_not_train_start_without_lightning(workdir):
+    """`emo plugins`, `evaluate` and `preprocess` (here stopping at a missing input, after their imports) never import
+    Lightning: only fit / validate / test / predict and the quickstart run through it."""
+    code = ("import sys\nfrom emo_lightning.cli import main\n"
+            "for args in (['plugins'], ['evaluate', 'videos=missing', 'output=scores'],\n"
+            "             ['preprocess', 'input=missing', 'output=data']):\n"
+            "    try:\n        main(args)\n    except SystemExit as exit:\n        print('exit', exit.code)\n"
+            "print('lightning modules:', sorted(m for m in sys.modules if m.partition('.')[0] in "
+            "('lightning', 'pytorch_lightning')))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMO_CONFIG_DIR": str(REPO / "conf")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "exit 2" in result.stdout and "missing" in result.stderr, result.stdout + result.stderr[-2000:]
+    assert "lightning modules: []" in result.stdout, result.stdout[-2000:]

@@ -19,7 +19,7 @@ from conftest import REPO
 from PIL import Image
 
 from emo_lightning.media import probe_video
-from emo_lightning.training.checkpoint import model_hparams, read_checkpoint
+from emo_lightning.model.checkpoint import model_hparams, read_checkpoint
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,8 +142,8 @@ def test_only_checkpoints_trained_on_synthetic_data_are_taken_for_such(tiny_chec
 
 
 def test_checkpoints_load_without_a_trainer_and_stay_cached(tiny_checkpoint, tmp_path):
+    from emo_lightning.model.checkpoint import CheckpointError
     from emo_lightning.pipeline.loading import PipelineCache
-    from emo_lightning.training.checkpoint import CheckpointError
 
     copy = tmp_path / "copy.ckpt"
     copy.write_bytes(tiny_checkpoint.read_bytes())

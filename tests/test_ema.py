@@ -1,5 +1,5 @@
 """EMA of the trainable parameters: kept in checkpoints beside the training weights, continued on resume, and
-used by generation (load_module, i.e. the demo and quickstart; Lightning's checkpoint loading, i.e. `emo predict`)."""
+used by generation (load_pipeline: `emo predict`, the demo; Lightning's checkpoint loading: `emo validate`/`test`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from conftest import tiny_module
 
 from emo_lightning.data import SyntheticDataModule
-from emo_lightning.pipeline.loading import load_module
+from emo_lightning.model.checkpoint import read_checkpoint
+from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.training.callbacks import LastCheckpoint
-from emo_lightning.training.checkpoint import read_checkpoint
 from emo_lightning.training.ema import EMA
 
 DECAY = 0.5
@@ -63,10 +63,10 @@ def test_generation_uses_the_average_unless_told_not_to(run):
     checkpoint = read_checkpoint(path)
     averages, weights = checkpoint["ema"]["state_dict"], checkpoint["state_dict"]
     for ema, expected in ((True, averages), (False, weights)):
-        params = dict(load_module(path, ema=ema).named_parameters())
+        params = {f"model.{k}": p for k, p in load_pipeline(path, ema=ema).model.named_parameters()}
         torch.testing.assert_close({k: params[k].detach() for k in averages}, {k: expected[k] for k in averages})
 
-    # Lightning's own loading, as `emo predict` / `emo validate` do it
+    # Lightning's own loading, as `emo validate` / `emo test` do it
     module = tiny_module()
     pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                limit_val_batches=1).validate(module, SyntheticDataModule(stage=3, batch_size=1, val_samples=1),

@@ -20,8 +20,8 @@ from emo_lightning.evaluation import (
     pearson,
 )
 from emo_lightning.media import probe_video
+from emo_lightning.model.checkpoint import read_checkpoint
 from emo_lightning.quickstart import parse_arguments
-from emo_lightning.training.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

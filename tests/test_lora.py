@@ -9,9 +9,9 @@ import torch
 from conftest import tiny_module
 
 from emo_lightning.data import SyntheticDataModule
-from emo_lightning.pipeline.loading import load_module
-from emo_lightning.training.checkpoint import read_checkpoint
-from emo_lightning.training.lora import base_keys_to_wrapped, is_lora_key
+from emo_lightning.model.checkpoint import read_checkpoint
+from emo_lightning.model.lora import base_keys_to_wrapped, is_lora_key
+from emo_lightning.pipeline.loading import load_pipeline
 
 LORA = "model.lora={targets: [backbone, audio, temporal], rank: 1}"
 
@@ -47,17 +47,17 @@ def test_the_adapter_checkpoint_is_under_5_percent_of_a_full_one(tiny_checkpoint
     assert ratio < 0.05, f"adapter / full checkpoint = {ratio:.1%}"
 
 
-def frames(module) -> torch.Tensor:
+def frames(pipeline) -> torch.Tensor:
     torch.manual_seed(0)
     image, mask, audio = torch.rand(1, 3, 32, 32) * 2 - 1, torch.ones(1, 1, 32, 32), torch.randn(1, 8000) * 0.1
-    return module.pipeline()(image, audio, mask, total_frames=12, steps=1, seed=0)
+    return pipeline(image, audio, mask, total_frames=12, steps=1, seed=0)
 
 
 def test_generation_with_the_adapter_differs_from_the_base_and_an_adapter_alone_finds_its_base(tiny_checkpoint,
                                                                                                 lora_run):
-    base = frames(load_module(tiny_checkpoint))
-    with_adapter = frames(load_module(tiny_checkpoint, lora=lora_run[1]))
-    alone = frames(load_module(lora_run[1]))  # the demo's loader: the adapter names its base (init_from)
+    base = frames(load_pipeline(tiny_checkpoint))
+    with_adapter = frames(load_pipeline(tiny_checkpoint, lora=lora_run[1]))
+    alone = frames(load_pipeline(lora_run[1]))  # the demo's loader: the adapter names its base (init_from)
     assert (with_adapter - base).abs().mean() * 127.5 > 0.5  # in 8-bit levels: visible in the video
     torch.testing.assert_close(alone, with_adapter)
 

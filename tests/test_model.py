@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
-from emo_lightning.training.stages import STAGE_GROUPS, parameter_group_names
+from emo_lightning.model.stages import STAGE_GROUPS, parameter_group_names
 
 
 def count_reference_passes(model) -> dict[str, int]:

@@ -85,7 +85,7 @@ def test_cuda_run_logs_peak_memory_and_keeps_the_cuda_random_state(tmp_path):
     from conftest import tiny_module
 
     from emo_lightning.data import SyntheticDataModule
-    from emo_lightning.training.checkpoint import read_checkpoint
+    from emo_lightning.model.checkpoint import read_checkpoint
     from emo_lightning.training.ema import EMA
     from emo_lightning.training.monitor import TrainingMonitor
     from emo_lightning.training.rng import TrainingRandomState

@@ -16,8 +16,9 @@ from PIL import Image
 from emo_lightning.cli import main
 from emo_lightning.media import read_video
 from emo_lightning.pipeline import EMOPipeline, GenerationSettings
-from emo_lightning.pipeline.loading import load_module, load_pipeline
+from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.pipeline.settings import CONTROLS
+from emo_lightning.training import EMOLightningModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,8 +64,11 @@ def test_pipeline_emo_predict_and_the_module_give_the_same_frames(tiny_checkpoin
     frames = pipeline(image, audio, face_detector="none", **controls)
     assert frames.shape == (1, 3, 30, 32, 32)  # 1.2 s at 25 fps, at the model's resolution
 
-    module_frames = load_module(tiny_checkpoint).pipeline()(image, audio, face_detector="none", **controls)
+    # the training module loaded by Lightning (as `emo validate`/`test` do) generates through the same pipeline
+    module = EMOLightningModule.load_from_checkpoint(tiny_checkpoint, map_location="cpu", weights_only=True).eval()
+    module_frames = module.pipeline()(image, audio, face_detector="none", **controls)
     torch.testing.assert_close(module_frames, frames, rtol=0, atol=0)
+
     other_seed = pipeline(image, audio, face_detector="none", **{**controls, "seed": 6})
     assert (other_seed - frames).abs().mean() > 1e-3
 
@@ -101,7 +105,8 @@ def test_clips_stream_with_motion_frames_re_encoded_from_the_frames_made():
 
 
 def test_a_portrait_tensor_needs_its_mask_and_a_size_the_model_can_make():
-    pipeline = EMOPipeline.from_module(tiny_module().eval())
+    module = tiny_module().eval()
+    pipeline = EMOPipeline.from_model(module.model, module.hparams)
     with pytest.raises(ValueError, match="needs its face mask"):
         next(pipeline.clips(torch.zeros(3, 32, 32), torch.zeros(8000)))
     side = 32 + pipeline.size_multiple // 2
@@ -144,3 +149,30 @@ def test_emo_predict_takes_every_generation_control(tiny_checkpoint, inputs, tmp
           "face_detector=none", "steps=3", "precision=bf16", "cache_threshold=0.05", "guidance_min_noise=0.3",
           "channels_last=true"])
     assert read_video(tmp_path / "fast.mp4")[0].shape[0] == 30  # 1.2 s at 25 fps
+
+
+def test_emo_predict_reads_its_checkpoint_once_and_builds_no_training_parts(tiny_checkpoint, inputs, tmp_path,
+                                                                            monkeypatch):
+    """`emo predict` builds the pipeline from the checkpoint alone: one torch.load, no LightningModule of training
+    (optimiser, loss, training scheduler, trainable groups) and no sampler but the model's."""
+    from emo_lightning import registry
+
+    loads, schedulers = [], []
+    load, build = torch.load, registry.build
+    monkeypatch.setattr(torch, "load", lambda f, *args, **kwargs: loads.append(str(f)) or load(f, *args, **kwargs))
+    monkeypatch.setattr(registry, "build", lambda kind, spec, *args, **kwargs: (
+        schedulers.append(spec if isinstance(spec, str) else spec["name"]) if kind == "scheduler" else None)
+        or build(kind, spec, *args, **kwargs))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("emo predict built a part of training")
+
+    monkeypatch.setattr(EMOLightningModule, "__init__", refuse)
+    monkeypatch.setattr(torch.optim.Optimizer, "__init__", refuse)
+    image, audio = inputs
+    monkeypatch.chdir(tmp_path)
+    main(["predict", f"ckpt_path={tiny_checkpoint}", f"image={image}", f"audio={audio}", "output=once.mp4",
+          "face_detector=none", "steps=1"])
+    assert loads == [str(tiny_checkpoint)]
+    assert schedulers == ["ddim"]  # the sampler alone: no training (DDPM) scheduler
+    assert (tmp_path / "once.mp4").is_file()

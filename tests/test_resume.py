@@ -19,7 +19,7 @@ import pytest
 import torch
 from test_preprocess import hdtf  # noqa: F401  (the preprocessed HDTF data set, made once per module)
 
-from emo_lightning.training.checkpoint import read_checkpoint
+from emo_lightning.model.checkpoint import read_checkpoint
 from emo_lightning.training.checkpoint_io import atomic_torch_save
 
 pytestmark = pytest.mark.slow

@@ -68,7 +68,7 @@ class EMO(nn.Module):
         self.backbone.set_gradient_checkpointing(enabled)
 
     def parameter_groups(self) -> dict[str, list[nn.Module | nn.Parameter]]:
-        """The backbone's groups plus EMO's own modules (see :mod:`emo_lightning.training.stages`)."""
+        """The backbone's groups plus EMO's own modules (see :mod:`emo_lightning.model.stages`)."""
         groups: dict[str, list[nn.Module | nn.Parameter]] = {
             group: list(members) for group, members in self.backbone.parameter_groups().items()}
         groups.setdefault("face_locator", []).append(self.face_locator)

@@ -10,29 +10,32 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from diffusers import SchedulerMixin
+from einops import rearrange
 from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.components.base import Conditions
 from emo_lightning.components.face_locator.landmark_map import LandmarkMaps, LandmarkTrack, landmark_maps
+from emo_lightning.media import Mp4Writer, load_audio
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO
+from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
 from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, autocast, branch_rows, prepare_backbone
 
-if TYPE_CHECKING:
-    from emo_lightning.pipeline.portrait import DetectorSpec
-
 SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}
 """Extra scheduler arguments when a sampler is chosen by name."""
+DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                    "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
+"""The noise schedule (diffusers scheduler keywords) training and sampling share, unless a model sets its own."""
 
 
 @dataclass
@@ -87,25 +90,16 @@ class EMOPipeline:
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
-    def from_module(cls, module: Any) -> EMOPipeline:
-        """The pipeline of an :class:`~emo_lightning.training.EMOLightningModule` (sharing its model)."""
-        hp = module.hparams
-        settings = GenerationSettings.from_hparams(hp)
-        noise_schedule = module.noise_schedule
-        spec = hp.sample_scheduler or {}
+    def from_model(cls, model: EMO, hparams: Mapping[str, Any]) -> EMOPipeline:
+        """The pipeline of ``model`` (shared, not copied) with the generation settings, clip layout and noise schedule
+        of its hyper-parameters (a checkpoint's ``hyper_parameters``, or the LightningModule's ``hparams``)."""
+        settings = GenerationSettings.from_hparams(hparams)
+        schedule = noise_schedule_of(hparams)
+        spec = hparams.get("sample_scheduler") or {}
         if spec.get("name") != settings.sampler:  # none configured, or the model's `generation` names another
             spec = {"name": settings.sampler, **SAMPLER_DEFAULTS.get(settings.sampler, {})}
-        scheduler = build_scheduler(spec, noise_schedule)
-        layout = ClipLayout(hp.num_frames, hp.motion_frames, hp.stage, hp.resolution)
-        return cls(module.model, scheduler, layout, settings, noise_schedule)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None,
-                        ema: bool = True) -> EMOPipeline:
-        """The pipeline of an ``emo fit`` checkpoint (see :func:`emo_lightning.pipeline.loading.load_module`)."""
-        from emo_lightning.pipeline.loading import load_pipeline
-
-        return load_pipeline(path, device, lora=lora, ema=ema)
+        layout = ClipLayout(hparams["num_frames"], hparams["motion_frames"], hparams["stage"], hparams["resolution"])
+        return cls(model, build_scheduler(spec, schedule), layout, settings, schedule)
 
     @property
     def device(self) -> torch.device:
@@ -164,10 +158,6 @@ class EMOPipeline:
                     landmarks: LandmarkTrack | Tensor | None = None, on_step: Callable[[Progress], None] | None = None,
                     **controls: Any) -> str:
         """Write an H.264 MP4 of the first video, its audio muxed in, encoding each clip as it is made."""
-        from einops import rearrange
-
-        from emo_lightning.media import Mp4Writer
-
         settings = self.settings.override(**controls)
         image, mask = self._portrait(image, mask, face_detector)
         waveform = self._waveform(audio, 1)
@@ -181,8 +171,6 @@ class EMOPipeline:
     def _portrait(self, image: Tensor | str | Path, mask: Tensor | None, face_detector: DetectorSpec | None
                   ) -> tuple[Tensor, Tensor]:
         if isinstance(image, (str, Path)):
-            from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, load_portrait
-
             image, found = load_portrait(image, self.layout.resolution, face_detector or DEFAULT_DETECTOR)
             mask = found if mask is None else mask
         image = image[None] if image.ndim == 3 else image
@@ -197,8 +185,6 @@ class EMOPipeline:
 
     def _waveform(self, audio: Tensor | np.ndarray | str | Path, batch: int) -> Tensor:
         if isinstance(audio, (str, Path)):
-            from emo_lightning.media import load_audio
-
             audio = load_audio(audio, self.sample_rate)
         waveform = torch.as_tensor(audio).float().to(self.device)
         return waveform.reshape(1, -1).expand(batch, -1) if waveform.ndim == 1 else waveform
@@ -310,6 +296,11 @@ class EMOPipeline:
             latents = scheduler.step(pred, t, latents, **random).prev_sample
             on_step(i)
         return latents
+
+
+def noise_schedule_of(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The noise schedule of a model's hyper-parameters (``noise_schedule`` over :data:`DEFAULT_SCHEDULE`)."""
+    return {**DEFAULT_SCHEDULE, **(hparams.get("noise_schedule") or {})}
 
 
 def build_scheduler(spec: registry.Spec, noise_schedule: dict[str, Any]) -> SchedulerMixin:

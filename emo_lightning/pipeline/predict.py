@@ -1,4 +1,6 @@
-"""Generation jobs (portrait + audio → video) as a DataModule, so `emo predict` runs through Lightning.
+"""`emo predict` through Lightning: generation jobs (portrait + audio → video) as a DataModule, and a thin
+LightningModule over the pipeline that :func:`~emo_lightning.pipeline.loading.load_pipeline` builds from the checkpoint
+(read once; no optimiser, loss or training scheduler).
 
 A job that fails (unreadable file, no face, too-short audio) is reported and the others still run:
 :func:`run_job` turns any error into a result, and :func:`report_jobs` reports them all at the end.
@@ -15,10 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from emo_lightning.components.face_locator.landmark_map import LandmarkTrack
-from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.media import load_audio
 from emo_lightning.pipeline.job_files import read_jobs
 from emo_lightning.pipeline.landmarks import DEFAULT_LANDMARKS, LandmarksSpec, job_landmarks
+from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.pipeline.pipeline import EMOPipeline
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.pipeline.settings import CONTROLS
@@ -34,7 +36,7 @@ class GenerationJobs(Dataset):
     ``landmarks`` (a :class:`LandmarkTrack`) when ``landmarks`` names the landmark model of a model whose face locator
     draws them (``fps``: the model's). An item whose inputs cannot be read carries ``error`` instead of tensors."""
 
-    def __init__(self, jobs: list[dict[str, Any]], resolution: int, sample_rate: int | None,
+    def __init__(self, jobs: list[dict[str, Any]], resolution: int | None, sample_rate: int | None,
                  face_detector: DetectorSpec, landmarks: LandmarksSpec | None = None, fps: float = 25.0):
         self.jobs, self.resolution = jobs, resolution
         self.sample_rate, self.face_detector = sample_rate, face_detector
@@ -110,17 +112,33 @@ def _describe(err: Exception) -> str:
     return str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
 
 
+class GenerationModule(pl.LightningModule):
+    """The model of ``emo predict``: the pipeline of checkpoint ``checkpoint`` (see
+    :func:`~emo_lightning.pipeline.loading.load_pipeline`: ``lora``, ``ema``); each predict step generates its jobs."""
+
+    def __init__(self, checkpoint: str, lora: str | None = None, ema: bool = True):
+        super().__init__()
+        self.pipeline = load_pipeline(checkpoint, lora=lora, ema=ema)
+        self.model = self.pipeline.model  # a submodule: Lightning moves it to the run's device
+
+    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
+        """Generate every job of a batch (see :class:`GenerationJobs`); a failed job becomes a result with its
+        ``error``, so the others still run."""
+        return [run_job(self.pipeline, job) for job in batch]
+
+
 class PredictDataModule(pl.LightningDataModule):
     """The jobs of one ``emo predict`` run: ``image``/``audio``/``output``, or the rows of a ``jobs`` file
     (CSV/JSONL, see :mod:`emo_lightning.pipeline.job_files`). The controls given here (see
     :class:`~emo_lightning.pipeline.settings.GenerationSettings`) are every job's defaults; None takes the model's own
-    (``sample_rate``: its audio encoder's). Inputs are read when generation reaches them.
+    (``sample_rate``: its audio encoder's; ``resolution``: its training resolution), read off the
+    :class:`GenerationModule`'s pipeline. Inputs are read when generation reaches them.
     For a model whose face locator draws landmarks, ``landmarks`` (a landmark model) finds them on the portrait, or
     on the face of ``pose_video`` (a driving video whose head motion the video follows; see
     :mod:`emo_lightning.pipeline.landmarks`)."""
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
-                 jobs: str | None = None, resolution: int = 512, sample_rate: int | None = None,
+                 jobs: str | None = None, resolution: int | None = None, sample_rate: int | None = None,
                  face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int | None = None, steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
                  speed: float | None = None, sampler: str | None = None, fps: float | None = None,
@@ -150,10 +168,11 @@ class PredictDataModule(pl.LightningDataModule):
         self.jobs = GenerationJobs(job_list, resolution, sample_rate, face_detector)
 
     def setup(self, stage: str) -> None:
-        self.jobs.sample_rate = audio_sample_rate(self, self.sample_rate)
-        self.jobs.landmarks = self.landmarks if landmark_style(self) is not None else None
-        if self.trainer is not None:
-            self.jobs.fps = self.trainer.lightning_module.hparams.fps
+        pipeline: EMOPipeline = self.trainer.lightning_module.pipeline
+        self.jobs.sample_rate = self.sample_rate or pipeline.sample_rate
+        self.jobs.resolution = self.jobs.resolution or pipeline.layout.resolution
+        self.jobs.landmarks = self.landmarks if pipeline.model.face_locator.landmark_style is not None else None
+        self.jobs.fps = pipeline.settings.fps
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.jobs, batch_size=1, collate_fn=collate_jobs)

@@ -7,7 +7,7 @@ trainable parameter, on the parameter's device.
 Checkpoint layout: ``state_dict`` holds the training weights (what a resumed run continues from) and
 ``checkpoint["ema"] = {"decay", "updates", "state_dict"}`` the averages of the trainable parameters, under the same
 names. `emo predict`, the demo, validation and a next stage's ``init_from`` use the averages in place of those
-weights (:func:`emo_lightning.training.checkpoint.generation_weights`).
+weights (:func:`emo_lightning.model.checkpoint.generation_weights`).
 """
 
 from __future__ import annotations

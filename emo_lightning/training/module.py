@@ -15,19 +15,20 @@ from torch import Tensor
 
 from emo_lightning import registry
 from emo_lightning.model import EMO, Conditions
-from emo_lightning.pipeline import EMOPipeline, GenerationSettings, build_scheduler
-from emo_lightning.training.checkpoint import (
+from emo_lightning.model.checkpoint import (
     check_state_dict,
+    expected_weights,
     generation_weights,
     load_adapter,
     load_weights,
+    read_checkpoint,
+    without_external_weights,
 )
+from emo_lightning.model.lora import add_lora, base_keys_to_wrapped, is_lora_key, lora_spec
+from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, apply_trainable
+from emo_lightning.pipeline import EMOPipeline, GenerationSettings, build_scheduler, noise_schedule_of
 from emo_lightning.training.draws import SampleDraws
-from emo_lightning.training.lora import add_lora, base_keys_to_wrapped, check_spec, is_lora_key
-from emo_lightning.training.stages import GROUPS, STAGE_GROUPS, apply_trainable
 
-DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-                    "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
 LR_SCHEDULERS = [s.value for s in SchedulerType]
 GENERATION = GenerationSettings()
 
@@ -44,7 +45,7 @@ class EMOLightningModule(pl.LightningModule):
         train_scheduler, sample_scheduler: ``scheduler`` component specs (DDPM / DDIM by default).
         stage: 1 (images), 2 (video + audio) or 3 (video + audio + speed); sets the data layout, the
             active condition paths and, unless ``trainable`` is given, the trainable groups.
-        trainable: parameter groups to train (see :mod:`emo_lightning.training.stages`).
+        trainable: parameter groups to train (see :mod:`emo_lightning.model.stages`).
         condition_dropout: per-sample probability of dropping ``reference``, ``audio`` and ``motion``
             (classifier-free guidance and first-clip training).
         lr_scheduler: a diffusers learning-rate schedule (``constant``, ``cosine``, ``linear``, …) over the
@@ -63,7 +64,7 @@ class EMOLightningModule(pl.LightningModule):
         init_from: a checkpoint of an earlier stage to start from (weights only, non-strict).
         lora: ``{targets: [groups], rank, alpha, dropout, weights}``: train LoRA adapters on those parameter groups
             instead of the groups themselves; checkpoints then hold only the adapters (see
-            :mod:`emo_lightning.training.lora`). ``weights``: an adapter checkpoint to apply.
+            :mod:`emo_lightning.model.lora`). ``weights``: an adapter checkpoint to apply.
         plugins: plugin files/directories to import before building (see :mod:`emo_lightning.registry`).
     """
 
@@ -111,10 +112,10 @@ class EMOLightningModule(pl.LightningModule):
         registry.load_plugin_paths(plugins or [])
         self.model = EMO(backbone, vae, audio_encoder, face_locator, temporal_block, speed_encoder,
                          gradient_checkpointing=gradient_checkpointing)
-        self.noise_schedule = {**DEFAULT_SCHEDULE, **(noise_schedule or {})}
+        self.noise_schedule = noise_schedule_of(self.hparams)
         self.train_scheduler = build_scheduler(train_scheduler or {"name": "ddpm"}, self.noise_schedule)
         self.trainable_counts = apply_trainable(self.model, trainable or STAGE_GROUPS[stage])
-        self.lora = check_spec(lora, trainable or STAGE_GROUPS[stage]) if lora else None
+        self.lora = lora_spec(self.hparams)
         if self.lora:
             self.trainable_counts = add_lora(self.model, self.lora)
         self.dropout = {"reference": 0.05, "audio": 0.05, "motion": 0.1, **(condition_dropout or {})}
@@ -131,10 +132,11 @@ class EMOLightningModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.hparams.init_from and (stage == "fit" or self.lora):  # an adapted model's base, in every stage
-            report = load_weights(self, self.hparams.init_from)
+            report = load_weights(self.model, self.hparams.init_from)
             rank_zero_info(f"initialised from {self.hparams.init_from}: {report}")
         if self.lora and self.lora["weights"]:
-            rank_zero_info(f"LoRA adapter {self.lora['weights']}: {load_adapter(self, self.lora['weights'])}")
+            path = self.lora["weights"]
+            rank_zero_info(f"LoRA adapter {path}: {load_adapter(self.model, read_checkpoint(path), path)}")
 
     def on_fit_start(self) -> None:
         lines = [f"EMO stage {self.hparams.stage}: trainable parameters by group"]
@@ -273,13 +275,8 @@ class EMOLightningModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- checkpoints --------------------------------------------------------------------------------
-    def without_external_weights(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``state_dict`` without the frozen pretrained weights that are rebuilt from their source."""
-        prefixes = tuple("model." + p for p in self.model.external_weight_prefixes())
-        return {k: v for k, v in state_dict.items() if not k.startswith(prefixes)} if prefixes else state_dict
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
+        checkpoint["state_dict"] = without_external_weights(self.model, checkpoint["state_dict"])
         if self.lora:  # adapters only: the base model comes from init_from / ckpt_path
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if is_lora_key(k)}
 
@@ -289,30 +286,22 @@ class EMOLightningModule(pl.LightningModule):
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if not fitting:
             checkpoint["state_dict"] = generation_weights(checkpoint)
-        state = checkpoint["state_dict"] = self.without_external_weights(checkpoint["state_dict"])
+        state = checkpoint["state_dict"] = without_external_weights(self.model, checkpoint["state_dict"])
         if not self.lora:
-            check_state_dict(self, state, source="checkpoint")
+            check_state_dict(self.model, state, source="checkpoint")
             return
         # a base model's checkpoint (its adapter comes from lora.weights), or an adapter-only one (its base from
         # init_from)
-        state = checkpoint["state_dict"] = base_keys_to_wrapped(state, self.state_dict())
+        state = checkpoint["state_dict"] = base_keys_to_wrapped(state, expected_weights(self.model))
         adapter_only = all(is_lora_key(k) for k in state)
-        check_state_dict(self, state, source="checkpoint",
+        check_state_dict(self.model, state, source="checkpoint",
                          subset=is_lora_key if adapter_only else lambda k: not is_lora_key(k))
 
     # ---- generation ---------------------------------------------------------------------------------
     def pipeline(self) -> EMOPipeline:
         """The generation pipeline over this module's model, with the model's own settings (see
         :class:`~emo_lightning.pipeline.EMOPipeline`)."""
-        return EMOPipeline.from_module(self)
-
-    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
-        """Generate every job of a batch (see :class:`emo_lightning.pipeline.predict.GenerationJobs`); a failed
-        job becomes a result with its ``error``, so the others still run."""
-        from emo_lightning.pipeline.predict import run_job
-
-        pipeline = self.pipeline()
-        return [run_job(pipeline, job) for job in batch]
+        return EMOPipeline.from_model(self.model, self.hparams)
 
     @property
     def fsdp_wrap_classes(self) -> tuple[type[torch.nn.Module], ...]:

@@ -1,4 +1,6 @@
-"""Checkpoints: loaded without unpickling code, checked against the model before any weight is copied."""
+"""Reading ``emo fit`` checkpoints: loaded without unpickling code, checked against the :class:`EMO` model before any
+weight is copied. A checkpoint's ``state_dict`` holds the model's weights under ``model.`` (the LightningModule's
+attribute), without the frozen pretrained weights its components rebuild from their source."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from emo_lightning.training.lora import base_keys_to_wrapped, is_lora_key
+from emo_lightning.model.lora import base_keys_to_wrapped, is_lora_key
+
+PREFIX = "model."
+"""The model's keys in a checkpoint's ``state_dict``."""
 
 
 class CheckpointError(ValueError):
@@ -51,10 +56,23 @@ def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any
     return {k: v for k, v in hparams.items() if not k.startswith("_")}
 
 
-def _expected(module: Any, subset: Callable[[str], bool] | None = None) -> dict[str, torch.Size]:
-    skip = tuple("model." + p for p in module.model.external_weight_prefixes())
-    return {k: v.shape for k, v in module.state_dict().items()
-            if not k.startswith(skip) and (subset is None or subset(k))}
+def expected_weights(model: nn.Module, subset: Callable[[str], bool] | None = None) -> dict[str, torch.Size]:
+    """The shapes of ``model``'s weights a checkpoint holds, by their checkpoint key (``subset``: only the keys it
+    accepts)."""
+    skip = tuple(PREFIX + p for p in model.external_weight_prefixes())
+    keys = {PREFIX + k: v.shape for k, v in model.state_dict().items()}
+    return {k: v for k, v in keys.items() if not k.startswith(skip) and (subset is None or subset(k))}
+
+
+def without_external_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state_dict`` (checkpoint keys) without the frozen pretrained weights that ``model`` rebuilds from source."""
+    prefixes = tuple(PREFIX + p for p in model.external_weight_prefixes())
+    return {k: v for k, v in state_dict.items() if not k.startswith(prefixes)} if prefixes else state_dict
+
+
+def copy_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load ``state_dict`` (checkpoint keys) into ``model``; weights it lacks keep their values."""
+    model.load_state_dict({k.removeprefix(PREFIX): v for k, v in state_dict.items()}, strict=False)
 
 
 def _summary(keys: list[str], limit: int = 5) -> str:
@@ -62,11 +80,11 @@ def _summary(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def check_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
+def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
                      subset: Callable[[str], bool] | None = None) -> None:
-    """Raise :class:`CheckpointError` naming what differs when ``state_dict`` was made by another config
-    (``subset``: only the module's keys it accepts are expected, e.g. a LoRA adapter's)."""
-    expected = _expected(module, subset)
+    """Raise :class:`CheckpointError` naming what differs when ``state_dict`` (checkpoint keys) was made by another
+    config (``subset``: only the model's keys it accepts are expected, e.g. a LoRA adapter's)."""
+    expected = expected_weights(model, subset)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k])
@@ -112,35 +130,26 @@ def check_architecture(hparams: dict[str, Any], model_config: dict[str, Any], pa
               "overrides, or start a new run from its weights with model.init_from=<checkpoint>.")
 
 
-def load_weights(module: nn.Module, path: str | Path) -> str:
+def load_weights(model: nn.Module, path: str | Path) -> str:
     """Copy the weights of an earlier stage's checkpoint that fit (its EMA averages where it has them); report what
     was new or left out."""
-    expected = _expected(module)
+    expected = expected_weights(model)
     state_dict = base_keys_to_wrapped(generation_weights(read_checkpoint(path)), expected)
     fitting = {k: v for k, v in state_dict.items() if k in expected and v.shape == expected[k]}
     if not fitting:
         raise CheckpointError(f"no weight of {path} fits this model: it was made for another architecture")
-    module.load_state_dict(fitting, strict=False)
+    copy_weights(model, fitting)
     new = len(set(expected) - set(fitting))
     dropped = len(set(state_dict) - set(fitting))
     return f"{len(fitting)} tensors loaded, {new} new in this model, {dropped} in the checkpoint unused"
 
 
-def load_adapter(module: nn.Module, path: str | Path) -> str:
-    """Copy the LoRA adapter weights of ``path`` (a checkpoint of a ``model.lora`` run) into ``module``."""
-    adapter = {k: v for k, v in generation_weights(read_checkpoint(path)).items() if is_lora_key(k)}
+def load_adapter(model: nn.Module, checkpoint: dict[str, Any], path: str | Path) -> str:
+    """Copy the LoRA adapter weights of ``checkpoint`` (read from ``path``, a checkpoint of a ``model.lora`` run)
+    into ``model``."""
+    adapter = {k: v for k, v in generation_weights(checkpoint).items() if is_lora_key(k)}
     if not adapter:
         raise CheckpointError(f"{path} holds no LoRA adapter weights: it is not a checkpoint of a model.lora run")
-    check_state_dict(module, adapter, source=f"LoRA adapter {path}", subset=is_lora_key)
-    module.load_state_dict(adapter, strict=False)
+    check_state_dict(model, adapter, source=f"LoRA adapter {path}", subset=is_lora_key)
+    copy_weights(model, adapter)
     return f"{len(adapter)} adapter tensors ({sum(v.numel() for v in adapter.values()):,} parameters) applied"
-
-
-def with_adapter(hparams: dict[str, Any], adapter: str | Path, base: str | Path) -> dict[str, Any]:
-    """The hyper-parameters of the base model ``base`` (``hparams``) with the LoRA adapter of checkpoint ``adapter``
-    applied: the module then loads both itself (``init_from`` and ``lora.weights``)."""
-    adapter_hparams = model_hparams(read_checkpoint(adapter), adapter)
-    if not adapter_hparams.get("lora"):
-        raise CheckpointError(f"{adapter} is not a LoRA adapter (its run had no model.lora)")
-    check_architecture(adapter_hparams, hparams, adapter)
-    return {**hparams, "init_from": str(base), "lora": {**adapter_hparams["lora"], "weights": str(adapter)}}

@@ -1,4 +1,4 @@
-"""LoRA adapters on chosen parameter groups (:mod:`emo_lightning.training.stages`), through peft's own injection.
+"""LoRA adapters on chosen parameter groups (:mod:`emo_lightning.model.stages`), through peft's own injection.
 
 ``model.lora={targets: [audio, temporal], rank: 4}`` wraps every ``nn.Linear`` of those groups in a peft LoRA
 layer (``base_layer`` + ``lora_A`` / ``lora_B``); only the adapters train, and checkpoints hold only them (plus the
@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from emo_lightning.training.stages import GROUPS, parameter_group_names
+from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, parameter_group_names
 
 LORA_KEYS = ("targets", "rank", "alpha", "dropout", "weights")
 
@@ -37,6 +37,14 @@ def check_spec(spec: dict[str, Any], default_targets: Iterable[str]) -> dict[str
     if not isinstance(spec["rank"], int) or spec["rank"] < 1:
         raise ValueError(f"model.lora.rank must be a positive integer, got {spec['rank']!r}")
     return spec
+
+
+def lora_spec(hparams: dict[str, Any]) -> dict[str, Any] | None:
+    """The validated ``lora`` spec of a model's hyper-parameters (targets default to the run's trainable groups), or
+    None for a model without adapters."""
+    if not hparams.get("lora"):
+        return None
+    return check_spec(hparams["lora"], hparams.get("trainable") or STAGE_GROUPS[hparams.get("stage", 2)])
 
 
 def target_modules(model: nn.Module, groups: Iterable[str]) -> list[str]:
