@@ -90,12 +90,12 @@ class ProgressLog:
             self.close()
 
 
-def progress_bar(desc: str, total: int | None = None, unit: str = "it", disable: bool = False,
+def progress_bar(desc: str, total: int | None = None, unit: str = "it", disable: bool = False, initial: int = 0,
                  **tqdm_kwargs: Any) -> tqdm | ProgressLog:
     """A tqdm bar on a terminal, a :class:`ProgressLog` otherwise (``disable``: a bar that shows nothing)."""
     if disable or on_terminal():
-        return tqdm(total=total, desc=desc, unit=unit, disable=disable, **tqdm_kwargs)
-    return ProgressLog(desc, total, unit)
+        return tqdm(total=total, desc=desc, unit=unit, disable=disable, initial=initial, **tqdm_kwargs)
+    return ProgressLog(desc, total, unit, initial=initial)
 
 
 def track(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None, disable: bool = False
@@ -118,8 +118,8 @@ class StepBar:
         self.bar: tqdm | ProgressLog | None = None
 
     def __call__(self, progress: Progress) -> None:
-        if self.bar is None:
-            self.bar = progress_bar(self.desc, progress.total, "step", dynamic_ncols=True)
+        if self.bar is None:  # made after the first step, which its rate leaves out
+            self.bar = progress_bar(self.desc, progress.total, "step", initial=progress.step, dynamic_ncols=True)
         self.bar.set_postfix_str(f"clip {progress.clip}/{progress.clips}", refresh=False)
         self.bar.update(progress.step - self.bar.n)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from emo_lightning import interrupt
 from emo_lightning.evaluation.plot import plot_sync
 from emo_lightning.evaluation.runner import evaluate
-from emo_lightning.lightning_cli import fit_config, run_lightning_cli
 from emo_lightning.media import Mp4Writer
-from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.progress import ProgressLog, on_terminal
 
 
@@ -57,6 +56,10 @@ class TrainingLog(pl.Callback):
         total = trainer.max_steps if trainer.max_steps > 0 else None
         self.log = ProgressLog(self.desc, total, "step", initial=trainer.global_step)
 
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:  # validation makes sample videos: minutes without a step
+            print(f"{self.desc}: validating at step {trainer.global_step}", file=sys.stderr, flush=True)
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         loss = trainer.callback_metrics.get("train/loss")
         if self.log is not None:
@@ -70,8 +73,10 @@ class TrainingLog(pl.Callback):
 
 def _fit(phase: str, cfg: dict[str, Any]) -> Any:
     """Run one training phase; a signal stops it at the end of a step, with its checkpoint saved."""
+    from emo_lightning.cli import run_lightning_cli
+
     callbacks = [{"class_path": f"{__name__}.StopWhenAsked"}]
-    if not on_terminal():
+    if not (on_terminal(sys.stdout) and on_terminal()):  # Lightning's bar goes to stdout, these lines to stderr
         cfg["trainer"]["enable_progress_bar"] = False
         callbacks.append({"class_path": f"{__name__}.TrainingLog", "init_args": {"desc": f"emo quickstart {phase}"}})
     cfg["trainer"]["callbacks"] = [*cfg["trainer"].get("callbacks", []), *callbacks]
@@ -116,6 +121,8 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
                ) -> dict[str, Any]:
     """Fit both phases (each + ``overrides``, then its own ``image_overrides``/``video_overrides``;
     ``image_steps``/``video_steps`` set one phase's length), evaluate, write the three files."""
+    from emo_lightning.cli import fit_config
+
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +133,8 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
                         *(video_overrides or []), *_max_steps(video_steps)])
-    video_run = _fit("video", video)
-    pipeline = load_pipeline(out / "video" / "checkpoints" / "last.ckpt")  # as `emo predict` would load it
+    module = _fit("video", video).model.eval()
+    pipeline = module.pipeline()
 
     metrics, videos = evaluate(pipeline, num_videos=num_videos, seconds=seconds)
     first, fps = videos[0], pipeline.settings.fps
@@ -138,6 +145,6 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
             writer.write(first["frames"])
         plot_sync(first["series"], fps, metrics, out / "sync.png")
         metrics["minutes"] = (time.perf_counter() - start) / 60
-        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(video_run.model.global_step)}
+        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(module.global_step)}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
