@@ -25,7 +25,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from emo_lightning import interrupt
 from emo_lightning.evaluation.plot import plot_sync
 from emo_lightning.evaluation.runner import evaluate
+from emo_lightning.lightning_cli import fit_config, run_lightning_cli
 from emo_lightning.media import Mp4Writer
+from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.progress import ProgressLog, on_terminal
 
 
@@ -73,8 +75,6 @@ class TrainingLog(pl.Callback):
 
 def _fit(phase: str, cfg: dict[str, Any]) -> Any:
     """Run one training phase; a signal stops it at the end of a step, with its checkpoint saved."""
-    from emo_lightning.cli import run_lightning_cli
-
     callbacks = [{"class_path": f"{__name__}.StopWhenAsked"}]
     if not (on_terminal(sys.stdout) and on_terminal()):  # Lightning's bar goes to stdout, these lines to stderr
         cfg["trainer"]["enable_progress_bar"] = False
@@ -121,8 +121,6 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
                ) -> dict[str, Any]:
     """Fit both phases (each + ``overrides``, then its own ``image_overrides``/``video_overrides``;
     ``image_steps``/``video_steps`` set one phase's length), evaluate, write the three files."""
-    from emo_lightning.cli import fit_config
-
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,8 +131,8 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
     video = fit_config(["experiment=tiny", f"trainer.default_root_dir={out / 'video'}",
                         f"model.init_from={out / 'images' / 'checkpoints' / 'last.ckpt'}", *overrides,
                         *(video_overrides or []), *_max_steps(video_steps)])
-    module = _fit("video", video).model.eval()
-    pipeline = module.pipeline()
+    video_run = _fit("video", video)
+    pipeline = load_pipeline(out / "video" / "checkpoints" / "last.ckpt")  # as `emo predict` would load it
 
     metrics, videos = evaluate(pipeline, num_videos=num_videos, seconds=seconds)
     first, fps = videos[0], pipeline.settings.fps
@@ -145,6 +143,6 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
             writer.write(first["frames"])
         plot_sync(first["series"], fps, metrics, out / "sync.png")
         metrics["minutes"] = (time.perf_counter() - start) / 60
-        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(module.global_step)}
+        metrics["train_steps"] = {"images": int(image_run.model.global_step), "video": int(video_run.model.global_step)}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
