@@ -39,8 +39,9 @@ PHASES = ("images", "video")
 
 
 class StopWhenAsked(pl.Callback):
-    """End training at the end of the step in which SIGINT or SIGTERM arrived; ``last.ckpt`` is saved as at the end
-    of any run (SIGTERM: Lightning's own stop, which saves it too)."""
+    """End training at the end of the step in which SIGINT or SIGTERM arrived. SIGINT ends it as any run ends (the
+    validation Lightning runs on an early stop, then ``last.ckpt``); SIGTERM takes Lightning's own stop, which saves
+    ``last.ckpt`` at once."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if interrupt.requested() is not None:
