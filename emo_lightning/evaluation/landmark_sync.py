@@ -1,23 +1,27 @@
-"""Lip sync from facial landmarks, with no sync network: the audio–video offset at which the lips' motion follows the
-speech best, and how clearly the clip shows it.
+"""Lip sync from facial landmarks, with no sync network: the audio–video offset at which the mouth's motion follows
+the speech best, and how clearly the clip shows it.
 
-Per-frame signals (:mod:`~emo_lightning.evaluation.sync_signals`, at the video's frame rate) are compared in six
-pairs (:func:`signal_pairs`): lip motion and opening speed against loudness (the lips move while someone speaks) and
-against spectral change (they move fastest where the sound changes fastest), and the rates of change of both against
-that of loudness (onsets against onsets, which sharpens the peak). None is band-passed: a syllable-rate band-pass
-makes the signals nearly periodic, and the correlation then peaks as high one syllable away as at the true offset.
-Mouth opening itself is not compared: people open their mouths to breathe in silence and close them on loud
-bilabial onsets.
+Per-frame signals (:mod:`~emo_lightning.evaluation.sync_signals`, at the video's frame rate) are compared in pairs.
+With the video's frames (:func:`pixel_pairs`, what ``emo evaluate`` uses): the change of the mouth's picture in a
+patch that the landmarks hold still, against loudness (the mouth moves while someone speaks) and against spectral
+change (it moves most where the sound changes most), and its rate of change against that of loudness (onsets against
+onsets, which sharpens the peak). The picture follows articulation (lips, teeth, tongue) with less frame-to-frame
+noise than landmark positions: on the six shared real clips it resolves 4 offsets where the landmarks resolve 2,
+with fewer chance readings on other clips' audio (docs/results/landmark_sync.md). Without frames
+(:func:`landmark_pairs`): the same with lip motion and opening speed from the landmarks. None is band-passed: a
+syllable-rate band-pass makes the signals nearly periodic, and the correlation then peaks as high one syllable away
+as at the true offset. Mouth opening itself is not compared: people open their mouths to breathe in silence and close
+them on loud bilabial onsets.
 
-For every offset in ±``max_offset`` frames the Pearson correlation of ``lips[t]`` with ``audio[t + offset]`` is
+For every offset in ±``max_offset`` frames the Pearson correlation of ``mouth[t]`` with ``audio[t + offset]`` is
 computed over the whole clip (3-frame moving averages first), and the pairs' curves are averaged. Chance level comes
 from the same clip: the averaged correlation at every circular shift of the audio by at least
-``max(max_offset + 1, 20 %)`` of the clip, where lips and sound are unrelated but the signals keep their own rhythm.
+``max(max_offset + 1, 20 %)`` of the clip, where mouth and sound are unrelated but the signals keep their own rhythm.
 The confidence is the peak's distance from the chance mean in chance standard deviations. The offset is ``None``
 (undetermined) when the curve's maximum lies at the edge of the search (the true peak may lie outside it), when the
 confidence is below ``min_confidence`` (a flat curve), or when another local maximum more than 2 frames away
 reaches ``ambiguity`` (60 %) of the peak's height above chance (two candidate offsets). Positive offsets: the sound
-comes after the lips.
+comes after the mouth.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from emo_lightning.evaluation.sync_signals import (
     band_levels,
     lip_motion,
     loudness,
+    mouth_change,
     opening_speed,
     spectral_change,
 )
@@ -99,41 +104,56 @@ def find_offset(curve: np.ndarray, chance: np.ndarray, min_confidence: float = 3
     return SyncResult(peak - max_offset, reason="", **values)
 
 
-def signal_pairs(lip_signals: list[np.ndarray], levels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (lips, audio) pairs compared: lip motion and opening speed each against loudness and spectral change, and
-    the rates of change of lip motion and of opening speed against that of loudness (sharper peaks: onsets)."""
+Pairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def rate(values: np.ndarray) -> np.ndarray:
+    """Smoothed rate of change per frame (central differences)."""
+    return smooth(np.gradient(values))
+
+
+def pixel_pairs(change: np.ndarray, levels: np.ndarray) -> Pairs:
+    """The (mouth, audio) pairs compared with the frames: mouth change against loudness and spectral change, and the
+    rate of change of mouth change against that of loudness."""
+    change, loud, spectral = smooth(change), smooth(loudness(levels)), smooth(spectral_change(levels))
+    return [(change, loud), (change, spectral), (rate(change), rate(loud))]
+
+
+def landmark_pairs(lip_signals: list[np.ndarray], levels: np.ndarray) -> Pairs:
+    """The (lips, audio) pairs compared without frames: lip motion and opening speed each against loudness and
+    spectral change, and the rates of change of lip motion and of opening speed against that of loudness."""
     motion, opening = (smooth(x) for x in lip_signals)
-    loud, change = smooth(loudness(levels)), smooth(spectral_change(levels))
-
-    def rate(x: np.ndarray) -> np.ndarray:
-        return smooth(np.gradient(x))
-
-    return [(motion, loud), (motion, change), (opening, loud), (opening, change),
+    loud, spectral = smooth(loudness(levels)), smooth(spectral_change(levels))
+    return [(motion, loud), (motion, spectral), (opening, loud), (opening, spectral),
             (rate(motion), rate(loud)), (rate(opening), rate(loud))]
 
 
-def sync_curves(lip_signals: list[np.ndarray], waveform: np.ndarray, sample_rate: int, fps: float,
-                max_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """(averaged lagged correlation, averaged chance correlations) over :func:`signal_pairs`."""
-    frames = len(lip_signals[0])
+def sync_curves(pairs: Pairs, max_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(averaged lagged correlation, averaged chance correlations) over the pairs."""
+    frames = len(pairs[0][0])
     min_shift = max(max_offset + 1, round(0.2 * frames))
     if frames < 2 * min_shift + 10:
         raise ValueError(f"{frames} frames are too few for an offset search over ±{max_offset} frames with a chance "
                          f"level (at least {2 * max_offset + 12})")
-    pairs = signal_pairs(lip_signals, band_levels(waveform, sample_rate, frames, fps))
-    curves = [lagged_correlation(lips, audio, max_offset) for lips, audio in pairs]
-    chances = [circular_correlations(lips, audio, min_shift) for lips, audio in pairs]
+    curves = [lagged_correlation(mouth, audio, max_offset) for mouth, audio in pairs]
+    chances = [circular_correlations(mouth, audio, min_shift) for mouth, audio in pairs]
     return np.mean(curves, 0), np.mean(chances, 0)
 
 
 def landmark_sync(points: np.ndarray, regions: dict[str, np.ndarray], waveform: np.ndarray, sample_rate: int,
-                  fps: float, max_offset: int = 15, min_confidence: float = 3.0) -> SyncResult:
-    """Landmark sync of one video from its landmarks ``(F, P, 2)`` (all-NaN rows where no face was found) and its
-    mono audio, sample 0 at the first frame."""
+                  fps: float, max_offset: int = 15, min_confidence: float = 3.0,
+                  frames: np.ndarray | None = None) -> SyncResult:
+    """Lip sync of one video from its landmarks ``(F, P, 2)`` (all-NaN rows where no face was found), its mono audio
+    (sample 0 at the first frame) and, where given, its RGB uint8 frames ``(F, H, W, 3)`` (then the mouth's picture
+    is compared, see the module's docstring; without them the landmarks' lip motion)."""
     points = np.asarray(points, np.float64)
     found = np.isfinite(points[:, 0, 0])
     if found.sum() < max(3, 0.5 * len(points)):
         raise ValueError(f"a face was found in only {found.sum()} of {len(points)} frames")
-    lip_signals = [lip_motion(points, regions), opening_speed(points, regions)]
-    curve, chance = sync_curves(lip_signals, waveform, sample_rate, fps, max_offset)
+    levels = band_levels(waveform, sample_rate, len(points), fps)
+    if frames is not None:
+        pairs = pixel_pairs(mouth_change(frames, points, regions), levels)
+    else:
+        pairs = landmark_pairs([lip_motion(points, regions), opening_speed(points, regions)], levels)
+    curve, chance = sync_curves(pairs, max_offset)
     return find_offset(curve, chance, min_confidence)

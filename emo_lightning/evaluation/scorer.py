@@ -172,7 +172,7 @@ class VideoScorer:
             return {}
         try:
             result = landmark_sync(points, self.components["landmarks"].regions, video.audio, video.sample_rate,
-                                   video.fps, self.max_offset)
+                                   video.fps, self.max_offset, frames=video.frames)
         except ValueError as err:
             notes.append(f"landmark sync: {err}")
             return {}
