@@ -1,0 +1,1 @@
+"""Hallo (fudan-generative-vision/hallo) expressed on diffusers' UNets: see :mod:`.denoiser`."""
