@@ -13,6 +13,7 @@ the audio window positions, which every backbone shares.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -90,6 +91,31 @@ class EMO(nn.Module):
     def motion_features(self, motion_latents: Tensor) -> dict[str, Tensor]:
         """The backbone's motion features of ``(B, C, N, h, w)`` motion-frame latents (once per clip)."""
         return self.backbone.motion_features(motion_latents)
+
+    def conditions(self, reference: Tensor | dict[str, Tensor], mask: Tensor, landmark_map: Tensor | None = None,
+                   motion: Tensor | None = None, audio: Tensor | None = None, speed: Tensor | None = None,
+                   keep: Mapping[str, Tensor] | None = None) -> Conditions:
+        """The conditions of B samples, for training and generation alike: the ``reference`` image's latents
+        (B, C, 1, h, w), or their :meth:`reference_features` where generation reuses them over a video's clips; the
+        face ``mask`` (B, 1, H, W) with the ``landmark_map`` (B, 1, F, H, W) of a face locator that draws landmarks;
+        ``motion``-frame latents (B, C, N, h, w); audio tokens (B, F, W, D); head ``speed`` (B, F). A path given None
+        is off. ``keep``: per-sample masks (B,), 1 keep / 0 drop, for ``reference``, ``motion`` and ``audio``:
+        training's condition dropout, generation's first clip (no motion frames yet)."""
+        keep = keep or {}
+
+        def kept(name: str, x: Tensor) -> Tensor:
+            return x if name not in keep else x * keep[name].view(-1, *[1] * (x.ndim - 1))
+
+        if not isinstance(reference, dict):
+            reference = self.reference_features(kept("reference", reference))
+        conditions = Conditions(reference, face=self.face_locator(mask, landmark_map))
+        if motion is not None:
+            conditions.motion = {k: kept("motion", v) for k, v in self.motion_features(motion).items()}
+        if audio is not None:
+            conditions.audio = kept("audio", audio)
+        if speed is not None:
+            conditions.speed = self.speed_encoder(speed)
+        return conditions
 
     def denoise(self, noisy: Tensor, timesteps: Tensor, conditions: Conditions, temporal: bool = True) -> Tensor:
         """The backbone's prediction for ``(B, C, F', h, w)`` noisy latents at ``timesteps`` (B,), with the face

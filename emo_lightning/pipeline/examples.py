@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from emo_lightning.data import SyntheticDataModule
+from emo_lightning.evaluation.runner import HeldOutExample
 from emo_lightning.media import load_image
 
 SYNTHETIC_ONLY = ("was trained on synthetic cartoon faces only (`emo quickstart`'s procedural data): it draws faces "
@@ -51,8 +53,6 @@ def synthetic_examples(folder: str | Path, resolution: int, fps: float, seed: in
     """``count`` held-out synthetic examples at a model's ``resolution`` and ``fps``, written to ``folder`` as
     ``held_out_<i>.png`` (enlarged to ``display`` pixels, nearest neighbour) and ``held_out_<i>.wav``; ``seed`` (the
     data's) picks them as the synthetic benchmark does."""
-    from emo_lightning.evaluation.runner import HeldOutExample
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
@@ -72,8 +72,6 @@ def image_key(path: str | Path) -> str:
 
 
 def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    import wave
-
     samples = (np.clip(audio, -1, 1) * 32767).round().astype("<i2")
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)

@@ -198,10 +198,10 @@ class EMOPipeline:
         prepare_backbone(model.backbone, channels_last=settings.channels_last, compile=settings.compile)
         branches = settings.guidance.branches() if layout.uses_audio else [(True, False, 1.0)]
         ref_latents = vae.encode_video(reference[:, :, None])  # (B, C, 1, h, w)
-        with autocast(settings.precision, ref_latents.device):
+        with autocast(settings.precision, ref_latents.device):  # once per video; the first b rows: no reference
             features = model.reference_features(torch.cat([torch.zeros_like(ref_latents), ref_latents]))
-        rows = torch.cat([torch.arange(b) + (b if use_ref else 0) for use_ref, _, _ in branches])
-        reference_features = {k: v[rows.to(v.device)] for k, v in features.items()}
+        unconditional = {k: v[:b] for k, v in features.items()}
+        reference_features = {k: v[b:] for k, v in features.items()}
         audio = encode_audio(model.audio_encoder, waveform, total_frames) if layout.uses_audio else None
         per_clip = layout.num_frames
         clips = math.ceil(total_frames / per_clip)
@@ -209,17 +209,13 @@ class EMOPipeline:
         history: Tensor | None = None  # the last motion_frames frames made, decoded pixels
         for index, start in enumerate(range(0, total_frames, per_clip)):
             n = min(per_clip, total_frames - start)
-            conditions = Conditions(reference_features, self._face(mask, maps, start, n, len(branches)))
-            if layout.temporal:
-                with autocast(settings.precision, ref_latents.device):
-                    conditions.motion = self._motion(history, ref_latents, len(branches))
-            if audio is not None:
-                clip_audio = audio[:, start:start + n]
-                conditions.audio = torch.cat([clip_audio if use_audio else torch.zeros_like(clip_audio)
-                                              for _, use_audio, _ in branches])
-            if layout.uses_speed:
-                speeds = torch.full((b * len(branches), n), float(settings.speed), device=reference.device)
-                conditions.speed = model.speed_encoder(speeds)
+            speeds = torch.full((b, n), float(settings.speed), device=reference.device) if layout.uses_speed else None
+            with autocast(settings.precision, ref_latents.device):
+                motion, keep = self._motion(history, ref_latents) if layout.temporal else (None, {})
+                conditions = model.conditions(reference_features, mask, self._landmark_map(mask, maps, start, n),
+                                              motion, None if audio is None else audio[:, start:start + n], speeds,
+                                              keep)
+            conditions = guidance_rows(conditions, unconditional, branches)
 
             def report(step: int, index: int = index) -> None:
                 if on_step is not None:
@@ -234,32 +230,28 @@ class EMOPipeline:
                 history = history[:, :, -layout.motion_frames:]
             yield frames.clamp(-1, 1)
 
-    def _face(self, mask: Tensor, maps: LandmarkMaps | None, start: int, count: int, copies: int) -> Tensor:
-        """The face locator's residual for frames ``start … start + count - 1``, repeated for the guidance
-        branches."""
+    def _landmark_map(self, mask: Tensor, maps: LandmarkMaps | None, start: int, count: int) -> Tensor | None:
+        """The landmark maps (B, 1, count, H, W) of frames ``start … start + count - 1`` for a face locator that draws
+        them, else None."""
         locator = self.model.face_locator
         if maps is None:
             if locator.landmark_style is not None:
                 raise ValueError(f"this model's face locator ({type(locator).__name__}) draws facial landmarks: "
                                  "give the face's landmarks (emo predict takes them from the portrait, or from a "
                                  "driving video with pose_video=<video>)")
-            return locator(mask).repeat(copies, 1, 1, 1)
-        clip_maps = maps(start, count).to(mask)
-        face = locator(mask, clip_maps.expand(mask.shape[0], -1, -1, -1, -1))
-        return face.repeat(copies, *[1] * (face.ndim - 1))
+            return None
+        return maps(start, count).to(mask).expand(mask.shape[0], -1, -1, -1, -1)
 
-    def _motion(self, history: Tensor | None, ref_latents: Tensor, copies: int) -> dict[str, Tensor]:
-        """Motion features of the last ``motion_frames`` frames made (as training encodes ``batch["motion"]``)."""
+    def _motion(self, history: Tensor | None, ref_latents: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The latents of the last ``motion_frames`` frames made (as training encodes ``batch["motion"]``) and the
+        motion path's keep mask: for the first clip, zeros, dropped as training's motion dropout does."""
         model, m = self.model, self.layout.motion_frames
-        if history is None:  # first clip: zero motion features, as in training's motion dropout
+        if history is None:
             b, c, _, h, w = ref_latents.shape
-            zeros = ref_latents.new_zeros(b, c, model.vae.latent_frames(m), h, w)
-            return {k: torch.zeros_like(v).repeat(copies, 1, 1, 1, 1)
-                    for k, v in model.motion_features(zeros).items()}
+            return ref_latents.new_zeros(b, c, model.vae.latent_frames(m), h, w), {"motion": ref_latents.new_zeros(b)}
         if history.shape[2] < m:  # a video shorter than the motion window: its first frame repeated before it
             history = torch.cat([history[:, :, :1].expand(-1, -1, m - history.shape[2], -1, -1), history], 2)
-        latents = model.vae.encode_video(history)
-        return {k: v.repeat(copies, 1, 1, 1, 1) for k, v in model.motion_features(latents).items()}
+        return model.vae.encode_video(history), {}
 
     def denoise_clip(self, conditions: Conditions, ref_latents: Tensor, latent_frames: int,
                      branches: list[tuple[bool, bool, float]], scheduler: SchedulerMixin, steps: int,
@@ -296,6 +288,24 @@ class EMOPipeline:
             latents = scheduler.step(pred, t, latents, **random).prev_sample
             on_step(i)
         return latents
+
+
+def guidance_rows(conditions: Conditions, unconditional: dict[str, Tensor], branches: list[tuple[bool, bool, float]]
+                  ) -> Conditions:
+    """One block of rows per guidance branch ``(use reference, use audio, weight)``: the conditions of B samples with
+    the reference features of no reference (``unconditional``) or zero audio where the branch leaves them out."""
+
+    def tiled(value: Tensor | None) -> Tensor | None:
+        return None if value is None else value.repeat(len(branches), *[1] * (value.ndim - 1))
+
+    reference = {k: torch.cat([v if use_reference else unconditional[k] for use_reference, _, _ in branches])
+                 for k, v in conditions.reference.items()}
+    audio = conditions.audio
+    if audio is not None:
+        audio = torch.cat([audio if use_audio else torch.zeros_like(audio) for _, use_audio, _ in branches])
+    motion = None if conditions.motion is None else {k: tiled(v) for k, v in conditions.motion.items()}
+    return Conditions(reference, face=tiled(conditions.face), motion=motion, audio=audio,
+                      speed=tiled(conditions.speed))
 
 
 def noise_schedule_of(hparams: Mapping[str, Any]) -> dict[str, Any]:

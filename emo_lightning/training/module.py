@@ -177,25 +177,17 @@ class EMOLightningModule(pl.LightningModule):
                                      self.device)
 
     def conditions(self, batch: dict[str, Tensor], training: bool, draws: SampleDraws | None = None) -> Conditions:
-        """Encode a batch's conditions, with condition dropout when ``training``."""
-        model = self.model
+        """A batch's conditions (:meth:`EMO.conditions <emo_lightning.model.EMO.conditions>`), with condition dropout
+        when ``training``."""
         draws = draws or self._draws(batch, training)
         with torch.no_grad():
-            ref_latents = self._latents(batch, "reference")
-        keep_ref = self._keep("reference", draws, training)
-        conditions = Conditions(model.reference_features(ref_latents * keep_ref[:, None, None, None, None]),
-                                face=model.face_locator(batch["mask"], self._landmark_map(batch)))
-        if self.uses_video:
-            num_frames = batch["frames"].shape[2]
-            with torch.no_grad():
-                motion_latents = self._latents(batch, "motion")
-            keep_motion = self._keep("motion", draws, training)[:, None, None, None, None]
-            conditions.motion = {k: v * keep_motion for k, v in model.motion_features(motion_latents).items()}
-            audio = self._audio_tokens(batch, num_frames)
-            conditions.audio = audio * self._keep("audio", draws, training)[:, None, None, None]
-        if self.uses_speed:
-            conditions.speed = model.speed_encoder(batch["speed"])
-        return conditions
+            reference = self._latents(batch, "reference")
+            motion = self._latents(batch, "motion") if self.uses_video else None
+        paths = ("reference", "motion", "audio") if self.uses_video else ("reference",)
+        keep = {name: self._keep(name, draws, training) for name in paths}  # drawn in this order
+        audio = self._audio_tokens(batch, batch["frames"].shape[2]) if self.uses_video else None
+        return self.model.conditions(reference, batch["mask"], self._landmark_map(batch), motion, audio,
+                                     batch["speed"] if self.uses_speed else None, keep)
 
     def _landmark_map(self, batch: dict[str, Tensor]) -> Tensor | None:
         """``batch["landmark_map"]`` (B, 1, F, H, W) for a face locator that draws landmarks, else None."""
