@@ -1,4 +1,4 @@
-"""Training: the LightningModule, the stage rules and checkpoint handling."""
+"""Training: the LightningModule, its callbacks (EMA, checkpoints written atomically, samples) and strategies."""
 
 from emo_lightning.training.module import EMOLightningModule
 
