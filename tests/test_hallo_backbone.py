@@ -24,7 +24,15 @@ from emo_lightning.components.backbone.hallo.weights import map_hallo_weights
 STEP0_TOLERANCE = 5e-4
 
 
+def step_tolerance(step: int) -> float:
+    """The rounding noise grows about threefold per step (ours against ours: 4e-5, 1.8e-4, 5.5e-4 after steps 0-2;
+    ours against Hallo's: 1.1-1.7e-4, 2.7-3.3e-4, 1.1-1.2e-3, decoded video 2.2-3.1e-3), so past step 0 these
+    checks only catch gross errors; step 0 of every clip is the sharp check. The video gets one step more."""
+    return STEP0_TOLERANCE * 3**step
+
+
 def assert_close(ours: torch.Tensor, theirs: torch.Tensor, what: str, tolerance: float) -> None:
+    assert ours.shape == theirs.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(theirs.shape)}"
     error = ((ours - theirs).abs().max() / theirs.abs().max()).item()
     assert error < tolerance, f"{what}: max error {error:.2e} of the expected tensor's scale"
 
@@ -61,13 +69,13 @@ def test_weight_map_names_every_tensor_left_over_or_missing(case: dict) -> None:
         error.value)
 
 
-def first_step(case: dict, clip: int) -> torch.Tensor:
-    """Hallo's generation of ``clip`` up to its first DDIM step; clip ≥ 1 takes its motion frames from Hallo's
-    decoded previous clip, so each clip is checked on its own."""
+def generate_clip(case: dict, clip: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Hallo's generation of ``clip``: the latents after each DDIM step and the decoded video. Clip ≥ 1 takes its
+    motion frames from Hallo's decoded previous clip, so each clip is checked on its own."""
     config, inputs, expected = case["config"], case["inputs"], case["expected"]
     backbone, vae = case["backbone"], case["vae"]
-    noise = inputs["initial_latents"][clip]
-    frames, motion_count = noise.shape[2], config.data.n_motion_frames
+    latents = inputs["initial_latents"][clip]
+    frames, motion_count = latents.shape[2], config.data.n_motion_frames
     source = inputs["ref_image"]
     if clip == 0:
         motion = source.expand(motion_count, -1, -1, -1)
@@ -90,15 +98,21 @@ def first_step(case: dict, clip: int) -> torch.Tensor:
             face=torch.cat([torch.zeros_like(face), face]),
             region_weights=torch.tensor([config.pose_weight, config.face_weight, config.lip_weight]),
             reads_reference=torch.tensor([False, True]))
-        t = scheduler.timesteps[0]
-        prediction = backbone.denoiser(torch.cat([noise, noise]), t, bank, conditions)
-        uncond, cond = prediction.chunk(2)
-        guided = uncond + config.cfg_scale * (cond - uncond)
-        return scheduler.step(guided, t, noise, eta=0.0).prev_sample
+        steps = []
+        for t in scheduler.timesteps:
+            uncond, cond = backbone.denoiser(torch.cat([latents, latents]), t, bank, conditions).chunk(2)
+            latents = scheduler.step(uncond + config.cfg_scale * (cond - uncond), t, latents, eta=0.0).prev_sample
+            steps.append(latents)
+        pixels = torch.cat([vae.decode(frame[None] / 0.18215).sample for frame in latents[0].permute(1, 0, 2, 3)])
+    return steps, (pixels.permute(1, 0, 2, 3)[None] / 2 + 0.5).clamp(0, 1)
 
 
-def test_first_denoising_step_of_every_clip_equals_hallos(case: dict) -> None:
+def test_every_clip_equals_hallos(case: dict) -> None:
+    expected = case["expected"]
     for clip in range(case["inputs"]["initial_latents"].shape[0]):
-        latents = first_step(case, clip)
-        assert_close(latents, case["expected"][f"clip{clip}_latents_after_step0"], f"clip {clip} step 0",
-                     STEP0_TOLERANCE)
+        steps, video = generate_clip(case, clip)
+        assert_close(steps[0], expected[f"clip{clip}_latents_after_step0"], f"clip {clip} step 0", STEP0_TOLERANCE)
+        for step, latents in enumerate(steps[1:], start=1):
+            assert_close(latents, expected[f"clip{clip}_latents_after_step{step}"], f"clip {clip} step {step}",
+                         step_tolerance(step))
+        assert_close(video, expected[f"clip{clip}_video"], f"clip {clip} video", step_tolerance(len(steps)))
