@@ -4,6 +4,7 @@ config.json and tensor shapes."""
 
 from __future__ import annotations
 
+import copy as copy_module
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from test_hallo_golden import GOLDEN, assert_matches, golden, pytestmark  # noqa
 
 from emo_lightning.components.backbone.hallo.backbone import HalloBackbone
 from emo_lightning.components.backbone.hallo.denoiser import HalloConditions
+from emo_lightning.components.backbone.hallo.reference import ReferenceBank
 from emo_lightning.components.backbone.hallo.weights import map_hallo_weights
 
 # The golden network is chaotic: random weights amplify float32 rounding about a thousandfold per denoising step.
@@ -69,20 +71,18 @@ def test_weight_map_names_every_tensor_left_over_or_missing(case: dict) -> None:
         error.value)
 
 
-def generate_clip(case: dict, clip: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Hallo's generation of ``clip``: the latents after each DDIM step and the decoded video. Clip ≥ 1 takes its
-    motion frames from Hallo's decoded previous clip, so each clip is checked on its own."""
-    config, inputs, expected = case["config"], case["inputs"], case["expected"]
-    backbone, vae = case["backbone"], case["vae"]
-    latents = inputs["initial_latents"][clip]
-    frames, motion_count = latents.shape[2], config.data.n_motion_frames
+def clip_setup(case: dict, clip: int, backbone: HalloBackbone) -> tuple[torch.Tensor, ReferenceBank, HalloConditions]:
+    """Clip ``clip``'s initial noise, reference bank and guidance conditions (unconditional, conditional) as Hallo
+    prepares them. Clip ≥ 1 takes its motion frames from Hallo's decoded previous clip, so each clip is checked on
+    its own."""
+    config, inputs, expected, vae = case["config"], case["inputs"], case["expected"], case["vae"]
+    noise = inputs["initial_latents"][clip]
+    frames, motion_count = noise.shape[2], config.data.n_motion_frames
     source = inputs["ref_image"]
     if clip == 0:
         motion = source.expand(motion_count, -1, -1, -1)
     else:
         motion = expected[f"clip{clip - 1}_video"][0].permute(1, 0, 2, 3)[-motion_count:] * 2 - 1
-    scheduler = DDIMScheduler(**config.noise_scheduler_kwargs)
-    scheduler.set_timesteps(config.inference_steps)
     with torch.no_grad():
         references = vae.encode(torch.cat([source, motion])).latent_dist.mean * 0.18215  # (1 + n, 4, h, w)
         references = references.permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1)  # both guidance branches
@@ -90,15 +90,25 @@ def generate_clip(case: dict, clip: int) -> tuple[list[torch.Tensor], torch.Tens
         context = backbone.identity(torch.cat([torch.zeros_like(face_emb), face_emb]))
         bank = backbone.denoiser.reference(references, context)
         face = backbone.face_locator(inputs["face_region"][:, :, None].expand(-1, -1, frames, -1, -1))
-        audio = expected["audio_tokens"][:, clip * frames:(clip + 1) * frames]
-        levels = sorted({int(k.rsplit("_", 1)[1]) for k in inputs if k.startswith("full_mask_")})
-        conditions = HalloConditions(
-            context=context, audio=torch.cat([torch.zeros_like(audio), audio]),
-            masks=[tuple(inputs[f"{region}_mask_{level}"] for region in ("full", "face", "lip")) for level in levels],
-            face=torch.cat([torch.zeros_like(face), face]),
-            region_weights=torch.tensor([config.pose_weight, config.face_weight, config.lip_weight]),
-            reads_reference=torch.tensor([False, True]))
-        steps = []
+    audio = expected["audio_tokens"][:, clip * frames:(clip + 1) * frames]
+    levels = sorted({int(k.rsplit("_", 1)[1]) for k in inputs if k.startswith("full_mask_")})
+    conditions = HalloConditions(
+        context=context, audio=torch.cat([torch.zeros_like(audio), audio]),
+        masks=[tuple(inputs[f"{region}_mask_{level}"] for region in ("full", "face", "lip")) for level in levels],
+        face=torch.cat([torch.zeros_like(face), face]),
+        region_weights=torch.tensor([config.pose_weight, config.face_weight, config.lip_weight]),
+        reads_reference=torch.tensor([False, True]))
+    return noise, bank, conditions
+
+
+def generate_clip(case: dict, clip: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Hallo's generation of ``clip``: the latents after each DDIM step and the decoded video."""
+    config, backbone, vae = case["config"], case["backbone"], case["vae"]
+    latents, bank, conditions = clip_setup(case, clip, backbone)
+    scheduler = DDIMScheduler(**config.noise_scheduler_kwargs)
+    scheduler.set_timesteps(config.inference_steps)
+    steps = []
+    with torch.no_grad():
         for t in scheduler.timesteps:
             uncond, cond = backbone.denoiser(torch.cat([latents, latents]), t, bank, conditions).chunk(2)
             latents = scheduler.step(uncond + config.cfg_scale * (cond - uncond), t, latents, eta=0.0).prev_sample
@@ -116,3 +126,19 @@ def test_every_clip_equals_hallos(case: dict) -> None:
             assert_close(latents, expected[f"clip{clip}_latents_after_step{step}"], f"clip {clip} step {step}",
                          step_tolerance(step))
         assert_close(video, expected[f"clip{clip}_video"], f"clip {clip} video", step_tolerance(len(steps)))
+
+
+def test_a_deep_copy_runs_its_own_modules(case: dict) -> None:
+    """Hooks and processors follow the copy (EMA and weight averaging deep-copy the model)."""
+
+    def prediction(backbone: HalloBackbone) -> torch.Tensor:
+        noise, bank, conditions = clip_setup(case, 0, backbone)
+        with torch.no_grad():
+            return backbone.denoiser(torch.cat([noise, noise]), 999, bank, conditions)
+
+    original = prediction(case["backbone"])
+    copy = copy_module.deepcopy(case["backbone"])
+    with torch.no_grad():
+        copy.denoiser.audio_modules["mid_block__attentions__0"].proj_out.bias.add_(1.0)
+    assert not torch.equal(prediction(copy), original), "the copy ran the original's modules"
+    assert torch.equal(prediction(case["backbone"]), original), "editing the copy changed the original"

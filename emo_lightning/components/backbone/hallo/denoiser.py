@@ -17,6 +17,7 @@ are held here, under ``plain_motion_modules``, only so that the checkpoint maps 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -124,7 +125,7 @@ class HalloDenoiser(nn.Module):
         self.denoising_unet.set_attn_processor(read)
         self.denoising_unet.conv_in.register_forward_hook(self._add_face)
         for path in attention_units(self.denoising_unet):
-            self.denoising_unet.get_submodule(path).register_forward_hook(self._after_attention(path))
+            self.denoising_unet.get_submodule(path).register_forward_hook(partial(self._after_attention, path))
 
     @torch.no_grad()
     def reference(self, latents: Tensor, context: Tensor) -> ReferenceBank:
@@ -164,20 +165,17 @@ class HalloDenoiser(nn.Module):
             return None
         return output + rearrange(face.to(output.dtype), "b c f h w -> (b f) c h w")
 
-    def _after_attention(self, path: str):
-        audio_module, motion_module = self.audio_modules[key(path)], self.motion_modules[key(path)]
-
-        def hook(module: nn.Module, args: tuple, output: tuple) -> tuple:
-            conditions = self._conditions
-            if conditions is None:
-                return output
-            hidden = rearrange(output[0], "(b f) c h w -> b c f h w", b=self._branches)
-            h, w = hidden.shape[-2:]
-            hidden = audio_module(hidden, conditions.audio.to(hidden.dtype), self._masks[h * w].to(hidden.dtype),
-                                  conditions.region_weights)
-            motion = rearrange(self._read.bank.motion_frames(f"{path}.transformer_blocks.0"),
-                               "b n (h w) c -> b c n h w", h=h).to(hidden.dtype)
-            hidden = motion_module(torch.cat([motion, hidden], dim=2))[:, :, motion.shape[2]:]
-            return (rearrange(hidden, "b c f h w -> (b f) c h w"), *output[1:])
-
-        return hook
+    def _after_attention(self, path: str, module: nn.Module, args: tuple, output: tuple) -> tuple:
+        """Audio-attention, then the motion module over [the bank's motion-frame tokens, frames]."""
+        conditions = self._conditions
+        if conditions is None:
+            return output
+        hidden = rearrange(output[0], "(b f) c h w -> b c f h w", b=self._branches)
+        h = hidden.shape[-2]
+        masks = self._masks[h * hidden.shape[-1]].to(hidden.dtype)
+        hidden = self.audio_modules[key(path)](hidden, conditions.audio.to(hidden.dtype), masks,
+                                               conditions.region_weights)
+        motion = rearrange(self._read.bank.motion_frames(f"{path}.transformer_blocks.0"),
+                           "b n (h w) c -> b c n h w", h=h).to(hidden.dtype)
+        hidden = self.motion_modules[key(path)](torch.cat([motion, hidden], dim=2))[:, :, motion.shape[2]:]
+        return (rearrange(hidden, "b c f h w -> (b f) c h w"), *output[1:])
