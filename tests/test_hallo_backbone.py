@@ -17,20 +17,18 @@ from emo_lightning.components.backbone.hallo.denoiser import HalloConditions
 from emo_lightning.components.backbone.hallo.reference import ReferenceBank
 from emo_lightning.components.backbone.hallo.weights import map_hallo_weights
 
-# The golden network is chaotic: random weights amplify float32 rounding about a thousandfold per denoising step.
-# Measured on our own implementation, a change of rounding alone (1-ulp weight perturbations, or SDPA swapped for
-# diffusers' classic attention kernel) moves the latents after step 0 by 3-5e-5 of their scale and after step 2 by
-# ~5e-4. Our step-0 latents are 1.1-1.6e-4 from Hallo's (float64 gives the same), so step 0 is checked at 5e-4;
-# every structural deviation tried (reference tokens per branch, the unconditional branch reading the reference,
-# motion-module norm over the clip, per-branch reference context) moved it by 8e-2 or more.
-STEP0_TOLERANCE = 5e-4
+# The golden network is chaotic: random weights amplify float32 rounding several-fold per denoising step. Measured
+# on our own implementation, a change of rounding alone (1-ulp weight perturbations, or SDPA swapped for diffusers'
+# classic attention kernel) moves the latents after step 0 by 3-5e-5 of their scale and after step 2 by ~5e-4.
+# With the reference bank float16-rounded as Hallo's pipeline hands it over, our latents are 4.8-5.8e-5 from Hallo's
+# after step 0 (without that rounding: 1.1-1.7e-4, float64 alike), so step 0 is checked at the issue's 1e-4.
+STEP0_TOLERANCE = 1e-4
 
 
 def step_tolerance(step: int) -> float:
-    """The rounding noise grows about threefold per step (ours against ours: 4e-5, 1.8e-4, 5.5e-4 after steps 0-2;
-    ours against Hallo's: 1.1-1.7e-4, 2.7-3.3e-4, 1.1-1.2e-3, decoded video 2.2-3.1e-3), so past step 0 these
-    checks only catch gross errors; step 0 of every clip is the sharp check. The video gets one step more."""
-    return STEP0_TOLERANCE * 3**step
+    """The rounding noise grows about 3-4 fold per step (ours against Hallo's: 4.8-5.8e-5, 1.6-2.2e-4, 4.0-7.2e-4
+    after steps 0-2, decoded video 1.0e-3); the video gets one step more."""
+    return STEP0_TOLERANCE * 4**step
 
 
 def assert_close(ours: torch.Tensor, theirs: torch.Tensor, what: str, tolerance: float) -> None:

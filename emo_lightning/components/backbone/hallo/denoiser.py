@@ -82,11 +82,19 @@ def plain_units(unet: UNet2DConditionModel) -> dict[str, int]:
 
 
 class HalloDenoiser(nn.Module):
-    """Reference UNet + denoising UNet + audio-attentions + motion modules, as Hallo computes them."""
+    """Reference UNet + denoising UNet + audio-attentions + motion modules, as Hallo computes them.
+
+    ``bank_dtype``: the precision the reference bank is kept in. Hallo's pipeline copies the bank into its denoising
+    UNet as float16 whatever the model's dtype (its ``ReferenceAttentionControl.update`` defaults to it), so the
+    reference and motion-frame tokens its denoising UNet reads are float16-rounded; float16 reproduces that, None
+    keeps the reference UNet's own precision.
+    """
 
     def __init__(self, unet_config: dict, audio_dim: int, motion_heads: int = 8, motion_layers: int = 1,
-                 motion_attentions: int = 2, motion_max_frames: int = 32, motion_norm_groups: int = 32):
+                 motion_attentions: int = 2, motion_max_frames: int = 32, motion_norm_groups: int = 32,
+                 bank_dtype: torch.dtype | None = torch.float16):
         super().__init__()
+        self.bank_dtype = bank_dtype
         self.reference_unet = UNet2DConditionModel.from_config(unet_config)
         # Hallo's reference UNet has no output head: only its attention bank is used
         self.reference_unet.conv_norm_out = None
@@ -133,7 +141,7 @@ class HalloDenoiser(nn.Module):
         frames, per branch; ``context`` (B, tokens, D). Hallo hands the context to its reference blocks tiled over
         all B·n rows (row r gets branch r mod B's tokens), which is reproduced here."""
         b, _, n = latents.shape[:3]
-        bank = ReferenceBank(recording=True)
+        bank = ReferenceBank(recording=True, dtype=self.bank_dtype)
         self._bank[0], self._images[0] = bank, n
         try:
             self.reference_unet(rearrange(latents, "b c n h w -> (b n) c h w"), 0,

@@ -19,10 +19,12 @@ _sdpa = AttnProcessor2_0()
 @dataclass
 class ReferenceBank:
     """Reference tokens per transformer block path, each (B, n, L, C): B guidance branches, n reference images
-    (the source, then the motion frames)."""
+    (the source, then the motion frames). ``dtype``, when set, is the precision the tokens are kept in (readers
+    cast them back to their own): Hallo's pipeline hands its denoising UNet a float16 copy of the bank."""
 
     tokens: dict[str, Tensor] = field(default_factory=dict)
     recording: bool = False
+    dtype: torch.dtype | None = None
 
     def source(self, name: str) -> Tensor:
         return self.tokens[name][:, 0]
@@ -50,7 +52,8 @@ class RecordProcessor:
                  attention_mask: Tensor | None = None, **kwargs) -> Tensor:
         bank = self.bank_holder[0]
         if bank is not None and bank.recording:
-            bank.tokens[self.name] = hidden_states.unflatten(0, (-1, self.images[0]))
+            tokens = hidden_states if bank.dtype is None else hidden_states.to(bank.dtype)
+            bank.tokens[self.name] = tokens.unflatten(0, (-1, self.images[0]))
         return _sdpa(attn, hidden_states, encoder_hidden_states, attention_mask)
 
 
