@@ -56,7 +56,8 @@ class EMO(nn.Module):
         # cannot tell a frame's own audio from its ±window neighbours', and the mouth follows only their average.
         # Unit scale, as the encoders' LayerNorm'd tokens.
         window = self.audio_encoder.window
-        self.audio_positions = nn.Parameter(torch.randn(2 * window + 1, audio_dim)) if window else None
+        slots = window and self.audio_encoder.slot_positions
+        self.audio_positions = nn.Parameter(torch.randn(2 * window + 1, audio_dim)) if slots else None
         self.face_locator = _build("face_locator", face_locator, "face_locator",
                                    latent_channels=self.vae.latent_channels, downsample=self.vae.downsample)
         # frozen by their component (pretrained encoders, unused ReferenceNet layers): never trained
