@@ -54,10 +54,13 @@ def frames(pipeline) -> torch.Tensor:
 
 
 def test_generation_with_the_adapter_differs_from_the_base_and_an_adapter_alone_finds_its_base(tiny_checkpoint,
-                                                                                                lora_run):
+                                                                                                lora_run, monkeypatch):
     base = frames(load_pipeline(tiny_checkpoint))
     with_adapter = frames(load_pipeline(tiny_checkpoint, lora=lora_run[1]))
+    loads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *args, **kwargs: loads.append(str(f)) or load(f, *args, **kwargs))
     alone = frames(load_pipeline(lora_run[1]))  # the demo's loader: the adapter names its base (init_from)
+    assert loads == [str(lora_run[1]), str(tiny_checkpoint)]  # each file read once
     assert (with_adapter - base).abs().mean() * 127.5 > 0.5  # in 8-bit levels: visible in the video
     torch.testing.assert_close(alone, with_adapter)
 
