@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from emo_lightning.pipeline.settings import DEFAULTS
+from emo_lightning.pipeline.settings import DEFAULTS, GenerationOverrides
 
 CONFIG_DIR_ENV = "EMO_CONFIG_DIR"
 
 # ``${generation:steps}`` in conf/: a default of the generation settings, defined once in code
 OmegaConf.register_new_resolver("generation", lambda key: getattr(DEFAULTS, key), replace=True)
+# ``- generation_controls`` in a defaults list: every generation control, typed, None unless overridden
+ConfigStore.instance().store(name="generation_controls", node=GenerationOverrides)
 
 
 def config_dir() -> Path:

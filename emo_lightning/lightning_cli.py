@@ -133,7 +133,8 @@ def predict_config(overrides: list[str]) -> dict[str, Any]:
     cfg = compose_config("predict", overrides)
     model = {"checkpoint": cfg.pop("ckpt_path"), "lora": cfg.pop("lora")}
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "landmarks",
-                                          "pose_video", "resolution", *CONTROLS)}
+                                          "pose_video", "resolution")}
+    data["generation"] = {key: cfg.pop(key) for key in CONTROLS}
     data["class_path"] = "emo_lightning.pipeline.predict.PredictDataModule"
     return to_lightning_cli({**cfg, "model": model, "data": data})
 

@@ -4,20 +4,22 @@ defined once."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import typing
 import wave
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_config, tiny_module
+from hydra.errors import ConfigCompositionException
 from PIL import Image
 
 from emo_lightning.cli import main
+from emo_lightning.lightning_cli import predict_config
 from emo_lightning.media import read_video
 from emo_lightning.pipeline import EMOPipeline, GenerationSettings
 from emo_lightning.pipeline.loading import load_pipeline
-from emo_lightning.pipeline.settings import CONTROLS
+from emo_lightning.pipeline.settings import CONTROL_HELP, CONTROLS
 from emo_lightning.training import EMOLightningModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,12 +139,23 @@ def test_a_3d_vae_makes_each_clip_from_its_latent_frames_and_motion_from_the_fra
 
 
 
+def test_generation_controls_are_declared_once():
+    """GenerationSettings declares every control (type, default, help); `emo predict`'s config and data module take
+    them all, by the same names and types."""
+    from emo_lightning.pipeline.predict import PredictDataModule
+
+    generation = typing.get_type_hints(PredictDataModule.__init__)["generation"]
+    assert {f.name for f in dataclasses.fields(typing.get_args(generation)[0])} == set(CONTROLS)
+    assert set(predict_config(["ckpt_path=x.ckpt", *(f"{c}=null" for c in CONTROLS)])["data"]["init_args"]
+               ["generation"]) == set(CONTROLS)  # conf/predict.yaml takes every control by its own name
+    with pytest.raises(ConfigCompositionException, match="steps"):
+        predict_config(["ckpt_path=x.ckpt", "steps=many"])  # typed as declared
+    assert all(CONTROL_HELP[c] for c in CONTROLS)
+
+
 def test_emo_predict_takes_every_generation_control(tiny_checkpoint, inputs, tmp_path, monkeypatch):
     """Each control of GenerationSettings is an `emo predict` argument; the fast-generation ones run under Lightning's
     inference mode (the reference keys/values cache meets inference tensors there)."""
-    from emo_lightning.pipeline.predict import PredictDataModule
-
-    assert set(CONTROLS) <= set(inspect.signature(PredictDataModule).parameters)
     image, audio = inputs
     monkeypatch.chdir(tmp_path)
     main(["predict", f"ckpt_path={tiny_checkpoint}", f"image={image}", f"audio={audio}", "output=fast.mp4",

@@ -1,6 +1,8 @@
 """Job lists for ``emo predict jobs=FILE``: one video per row of a CSV (with a header) or JSONL file.
 
-Columns: ``image``, ``audio``, ``output`` and, optionally, ``pose_video`` and any of :data:`CONTROLS`; an empty cell
+Columns: ``image``, ``audio``, ``output`` and, optionally, ``pose_video``, ``resolution``, ``face_detector`` and any
+generation control of :class:`~emo_lightning.pipeline.settings.GenerationSettings` (read and checked with its
+types); an empty cell
 takes the value given on the command line (or the model's default). Relative paths are relative to the job file.
 The whole file is checked before anything runs, so a typo fails at once rather than after hours.
 """
@@ -12,12 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emo_lightning.pipeline.settings import CONTROL_TYPES
+from emo_lightning.pipeline.settings import CONTROL_TYPES, switch
 
 PATHS = ("image", "audio", "output")
 OPTIONAL_PATHS = ("pose_video",)  # a driving video whose head motion a landmark face locator follows
-CONTROLS: dict[str, type] = {**CONTROL_TYPES, "resolution": int, "face_detector": str}
-"""The generation controls, and how the portrait is read."""
+PORTRAIT_COLUMNS: dict[str, type] = {"resolution": int, "face_detector": str}
+"""How the portrait is read."""
+SETTING_COLUMNS: dict[str, Any] = {**CONTROL_TYPES, **PORTRAIT_COLUMNS}
+"""Every optional column that is not a path: the generation controls, and how the portrait is read."""
 
 
 class JobFileError(ValueError):
@@ -59,9 +63,10 @@ def _json_row(line: str, path: Path, number: int) -> dict[str, Any]:
 
 def _job(row: dict[str, Any], path: Path, line: int, defaults: dict[str, Any]) -> dict[str, Any]:
     where = f"{path}:{line}"
-    unknown = sorted(str(k) for k in row if k not in PATHS and k not in OPTIONAL_PATHS and k not in CONTROLS)
+    unknown = sorted(str(k) for k in row if k not in PATHS and k not in OPTIONAL_PATHS and k not in SETTING_COLUMNS)
     if unknown:
-        raise JobFileError(f"{where}: unknown column(s) {unknown}; columns are {[*PATHS, *OPTIONAL_PATHS, *CONTROLS]}")
+        columns = [*PATHS, *OPTIONAL_PATHS, *SETTING_COLUMNS]
+        raise JobFileError(f"{where}: unknown column(s) {unknown}; columns are {columns}")
     job: dict[str, Any] = {}
     for key in PATHS:
         value = row.get(key)
@@ -71,7 +76,7 @@ def _job(row: dict[str, Any], path: Path, line: int, defaults: dict[str, Any]) -
     for key in OPTIONAL_PATHS:
         value = row.get(key)
         job[key] = defaults.get(key) if value in (None, "") else str(path.parent / str(value).strip())
-    for key, kind in CONTROLS.items():
+    for key, kind in SETTING_COLUMNS.items():
         value = row.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             job[key] = defaults.get(key)
@@ -79,5 +84,9 @@ def _job(row: dict[str, Any], path: Path, line: int, defaults: dict[str, Any]) -
         try:
             job[key] = kind(value.strip() if isinstance(value, str) else value)
         except ValueError as err:
-            raise JobFileError(f"{where}: {key} must be {kind.__name__}, got {value!r}") from err
+            raise JobFileError(f"{where}: {key} must be {_type_name(kind)}, got {value!r}") from err
     return job
+
+
+def _type_name(kind: Any) -> str:
+    return "true or false" if kind is switch else kind.__name__

@@ -8,6 +8,7 @@ A job that fails (unreadable file, no face, too-short audio) is reported and the
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from emo_lightning.pipeline.landmarks import DEFAULT_LANDMARKS, LandmarksSpec, j
 from emo_lightning.pipeline.loading import load_pipeline
 from emo_lightning.pipeline.pipeline import EMOPipeline
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
-from emo_lightning.pipeline.settings import CONTROLS
+from emo_lightning.pipeline.settings import CONTROLS, GenerationOverrides
 from emo_lightning.progress import StepBar
 
 
@@ -129,7 +130,7 @@ class GenerationModule(pl.LightningModule):
 
 class PredictDataModule(pl.LightningDataModule):
     """The jobs of one ``emo predict`` run: ``image``/``audio``/``output``, or the rows of a ``jobs`` file
-    (CSV/JSONL, see :mod:`emo_lightning.pipeline.job_files`). The controls given here (see
+    (CSV/JSONL, see :mod:`emo_lightning.pipeline.job_files`). The ``generation`` controls given here (see
     :class:`~emo_lightning.pipeline.settings.GenerationSettings`) are every job's defaults; None takes the model's own
     (``sample_rate``: its audio encoder's; ``resolution``: its training resolution), read off the
     :class:`GenerationModule`'s pipeline. Inputs are read when generation reaches them.
@@ -139,20 +140,11 @@ class PredictDataModule(pl.LightningDataModule):
 
     def __init__(self, image: str | None = None, audio: str | None = None, output: str = "out.mp4",
                  jobs: str | None = None, resolution: int | None = None, sample_rate: int | None = None,
-                 face_detector: DetectorSpec = DEFAULT_DETECTOR, seed: int | None = None, steps: int | None = None,
-                 guidance_reference: float | None = None, guidance_audio: float | None = None,
-                 speed: float | None = None, sampler: str | None = None, fps: float | None = None,
-                 guidance_max_noise: float | None = None, guidance_min_noise: float | None = None,
-                 cache_threshold: float | None = None, precision: str | None = None,
-                 channels_last: bool | None = None, compile: bool | None = None,
+                 face_detector: DetectorSpec = DEFAULT_DETECTOR, generation: GenerationOverrides | None = None,
                  landmarks: LandmarksSpec = DEFAULT_LANDMARKS, pose_video: str | None = None):
         super().__init__()
-        controls = {"seed": seed, "steps": steps, "guidance_reference": guidance_reference,
-                    "guidance_audio": guidance_audio, "speed": speed, "sampler": sampler, "fps": fps,
-                    "guidance_max_noise": guidance_max_noise, "guidance_min_noise": guidance_min_noise,
-                    "cache_threshold": cache_threshold, "precision": precision, "channels_last": channels_last,
-                    "compile": compile, "resolution": resolution, "face_detector": face_detector,
-                    "pose_video": pose_video}
+        controls = {**dataclasses.asdict(generation or GenerationOverrides()), "resolution": resolution,
+                    "face_detector": face_detector, "pose_video": pose_video}
         if jobs is not None:
             if image is not None or audio is not None:
                 raise ValueError("give either jobs=<file> or image=… audio=…, not both")

@@ -27,25 +27,35 @@ class Guidance:
         return [b for b in weights if abs(b[2]) > 1e-8]
 
 
+def control(default: Any, help: str) -> Any:
+    """A generation control's field: its default and the one line of help that ``emo predict``, job files and the
+    demo show."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How a video is sampled. A checkpoint carries its own values (the model's hyper-parameters, see
-    :meth:`from_hparams`); ``emo predict``, job files and the demo override them one by one."""
+    """How a video is sampled: every generation control's name, type, default and help, declared once. A checkpoint
+    carries its own values (the model's hyper-parameters, see :meth:`from_hparams`); ``emo predict`` (through
+    :class:`GenerationOverrides`), job files and the demo override them one by one."""
 
-    steps: int = 40  # denoising steps per clip (the paper's DDIM: 40)
-    sampler: str = "ddim"  # a registered scheduler: ddim, dpmsolver++, euler
-    guidance_reference: float = 1.0  # classifier-free guidance scales (see Guidance)
-    guidance_audio: float = 1.0
-    speed: float = 1.0  # head-motion speed, degrees per frame: 0.1-1 talking, 1-1.3 singing (stage-3 models)
-    seed: int = 0  # same seed, same video
-    fps: float = 25.0  # output frame rate
-    # speed (see emo_lightning/pipeline/speed.py and docs/guides/generation.md)
-    guidance_max_noise: float = 1.0  # guidance branches run only at noise levels t/T in [min, max]; the other steps
-    guidance_min_noise: float = 0.0  # run the fully conditioned branch alone
-    cache_threshold: float = 0.0  # > 0: reuse the last prediction until the input has moved this much (relative L1)
-    precision: str = "32"  # autocast: 32 | bf16 | fp16
-    channels_last: bool = False  # the backbone's weights and activations in channels-last memory format
-    compile: bool = False  # torch.compile the backbone (the first clip pays the compile time)
+    steps: int = control(40, "denoising steps per clip (the paper's DDIM: 40)")
+    sampler: str = control("ddim", "a registered scheduler by name: ddim | dpmsolver++ | unipc | euler")
+    guidance_reference: float = control(1.0, "classifier-free guidance scale of the reference (see Guidance)")
+    guidance_audio: float = control(1.0, "classifier-free guidance scale of the audio (see Guidance)")
+    speed: float = control(1.0, "head-motion speed, degrees per frame: 0.1-1 talking, 1-1.3 singing (stage-3 models)")
+    seed: int = control(0, "same seed, same video")
+    fps: float = control(25.0, "output frame rate")
+    # fast sampling (see emo_lightning/pipeline/speed.py and docs/guides/generation.md)
+    guidance_max_noise: float = control(1.0, "guidance branches run only at noise levels t/T in "
+                                        "[guidance_min_noise, guidance_max_noise]; other steps run the fully "
+                                        "conditioned branch alone")
+    guidance_min_noise: float = control(0.0, "lower end of the guidance noise interval (see guidance_max_noise)")
+    cache_threshold: float = control(0.0, "> 0: reuse the last prediction until the input has moved this much "
+                                     "(relative L1)")
+    precision: str = control("32", "autocast: 32 | bf16 | fp16")
+    channels_last: bool = control(False, "the backbone's weights and activations in channels-last memory format")
+    compile: bool = control(False, "torch.compile the backbone (the first clip pays the compile time)")
 
     @property
     def guidance(self) -> Guidance:
@@ -91,8 +101,20 @@ def switch(value: Any) -> bool:
 
 
 CONTROLS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationSettings))
+"""The generation controls' names, in declaration order."""
+CONTROL_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(GenerationSettings)}
 CONTROL_TYPES: dict[str, Any] = {k: switch if v is bool else v
                                  for k, v in typing.get_type_hints(GenerationSettings).items()}
+"""Control → a function that reads a value of it (a string from a job file included)."""
+GenerationOverrides = dataclasses.make_dataclass(
+    "GenerationOverrides",
+    [(f.name, typing.get_type_hints(GenerationSettings)[f.name] | None,
+      dataclasses.field(default=None, metadata=f.metadata)) for f in dataclasses.fields(GenerationSettings)],
+    namespace={"__doc__": "The generation controls of one ``emo predict`` run, each None (the model's own) or a "
+                          "value (see :class:`GenerationSettings`): conf/predict.yaml's controls and "
+                          ":class:`~emo_lightning.pipeline.predict.PredictDataModule`'s ``generation`` are typed by "
+                          "it."})
+GenerationOverrides.__module__ = __name__
 MODEL_HPARAMS = {"steps": "num_inference_steps"}
 """Controls whose model hyper-parameter has another name."""
 DEFAULTS = GenerationSettings()
