@@ -28,10 +28,23 @@ from emo_lightning.pipeline.examples import SYNTHETIC_ONLY, Example, image_key, 
 from emo_lightning.pipeline.landmarks import DEFAULT_LANDMARKS, job_landmarks
 from emo_lightning.pipeline.loading import PipelineCache
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, NO_DETECTOR, load_portrait
+from emo_lightning.pipeline.settings import CONTROL_HELP
 
 SAMPLERS = ["ddim", "dpmsolver++", "unipc"]
-SLIDERS = ("steps", "guidance_reference", "guidance_audio", "speed")
-"""The settings the checkpoint's own values preset."""
+# The generation controls the page shows, each with its label and its widget's range; name, type, default and help
+# come from GenerationSettings (emo_lightning/pipeline/settings.py). Up to 20 for guidance: an under-trained model
+# can need strong audio guidance.
+SETTINGS = {"steps": ("Denoising steps", (1, 100, 1)), "sampler": ("Sampler", SAMPLERS),
+            "guidance_reference": ("Reference guidance", (0, 20, 0.1)),
+            "guidance_audio": ("Audio guidance", (0, 20, 0.1)), "speed": ("Head-motion speed", (0, 2, 0.05)),
+            "seed": ("Seed", None)}
+FAST_SETTINGS = {"precision": ("Precision", ["32", "bf16", "fp16"]),
+                 "guidance_min_noise": ("Guidance only above this noise level", (0, 1, 0.05)),
+                 "cache_threshold": ("Step caching threshold", (0, 0.5, 0.01))}
+PRESET = ("steps", "guidance_reference", "guidance_audio", "speed")
+"""The controls the checkpoint's own values preset when it is chosen."""
+INPUTS = (*SETTINGS, "face_detector", *FAST_SETTINGS)
+"""The /generate API's arguments after portrait, audio and checkpoint, in order."""
 
 
 def find_checkpoints(path: Path) -> dict[str, Path]:
@@ -92,10 +105,11 @@ class Generator:
         self.pipelines = PipelineCache(device="cuda" if torch.cuda.is_available() else "cpu")
         self.last_output: Path | None = None
 
-    def __call__(self, portrait: str | None, audio: str | None, checkpoint: str, steps: float, sampler: str,
-                 guidance_reference: float, guidance_audio: float, speed: float, seed: float,
-                 face_detector: str, precision: str = "32", guidance_min_noise: float = 0.0,
-                 cache_threshold: float = 0.0, progress: gr.Progress = gr.Progress()) -> str:
+    def __call__(self, portrait: str | None, audio: str | None, checkpoint: str,
+                 progress: gr.Progress = gr.Progress(), *values: Any) -> str:
+        """``values``: the controls of :data:`INPUTS`, in order."""
+        controls = dict(zip(INPUTS, values, strict=True))
+        face_detector = controls.pop("face_detector")
         if not portrait:
             raise gr.Error("Upload a portrait first.")
         if not audio:
@@ -126,11 +140,8 @@ class Generator:
             progress((p.step, p.total), desc=f"clip {p.clip}/{p.clips}", unit="steps")
 
         try:
-            pipeline.write_video(output, image, torch.from_numpy(waveform), mask, seed=int(seed), steps=int(steps),
-                                 sampler=sampler, guidance_reference=guidance_reference,
-                                 guidance_audio=guidance_audio, speed=speed, precision=precision,
-                                 guidance_min_noise=guidance_min_noise, cache_threshold=cache_threshold,
-                                 on_step=report, landmarks=landmarks)
+            pipeline.write_video(output, image, torch.from_numpy(waveform), mask, on_step=report, landmarks=landmarks,
+                                 **controls)  # read with the controls' declared types
         except ValueError as err:
             raise gr.Error(str(err)) from err
         return str(output)
@@ -162,6 +173,21 @@ def _readable(err: Exception, *uploads: str) -> str:
     return message
 
 
+def control_widget(name: str, label: str, choices: tuple[float, float, float] | list[str] | None,
+                   defaults: GenerationSettings) -> gr.Component:
+    """The widget of generation control ``name``: a slider over ``choices`` = (low, high, step), radio buttons over a
+    list of choices, or a number; its value is the checkpoint's own (``defaults``), its help the declared one."""
+    value, info = getattr(defaults, name), CONTROL_HELP[name]
+    if isinstance(choices, list):
+        return gr.Radio(choices if value in choices else [*choices, value], value=value, label=label, info=info,
+                        elem_id=name)
+    if choices is None:
+        return gr.Number(value, precision=0 if isinstance(value, int) else None, label=label, info=info,
+                         elem_id=name)
+    low, high, step = choices
+    return gr.Slider(low, high, value=value, step=step, label=label, info=info, elem_id=name)
+
+
 def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir: Path) -> gr.Blocks:
     synthetic = synthetic_checkpoints(checkpoints)
     examples = []
@@ -189,37 +215,21 @@ def build_app(checkpoints: dict[str, Path], max_audio_seconds: float, output_dir
                     gr.Examples([[str(e.portrait), str(e.audio)] for e in examples], [portrait, audio],
                                 label="Held-out synthetic faces and speech (never seen in training)")
                 with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, 100, value=defaults.steps, step=1, elem_id="steps",
-                                      label="Denoising steps", info="DDIM: 40 as in the paper; DPM-Solver++: 20-25")
-                    sampler = gr.Radio(SAMPLERS, value=SAMPLERS[0], label="Sampler")
-                    # up to 20: an under-trained model can need strong audio guidance
-                    guidance_reference = gr.Slider(0, 20, value=defaults.guidance_reference, step=0.1,
-                                                   label="Reference guidance")
-                    guidance_audio = gr.Slider(0, 20, value=defaults.guidance_audio, step=0.1,
-                                               label="Audio guidance")
-                    speed = gr.Slider(0, 2, value=defaults.speed, step=0.05, label="Head-motion speed",
-                                      info="0.1-1 talking, 1-1.3 singing; above 1.5 jitters")
-                    seed = gr.Number(0, precision=0, label="Seed (same seed, same video)")
-                    face_detector = gr.Dropdown(detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors
-                                                else NO_DETECTOR, label="Face detection",
-                                                info="none: take the centre of the image (drawings, cartoons)")
+                    widgets = {name: control_widget(name, label, choices, defaults)
+                               for name, (label, choices) in SETTINGS.items()}
+                    widgets["face_detector"] = gr.Dropdown(
+                        detectors, value=DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors else NO_DETECTOR,
+                        label="Face detection", info="none: take the centre of the image (drawings, cartoons)")
                 with gr.Accordion("Fast generation", open=False):
-                    precision = gr.Radio(["32", "bf16", "fp16"], value=defaults.precision, label="Precision",
-                                         info="bf16: faster on CPUs and GPUs with bf16 units")
-                    guidance_min_noise = gr.Slider(0, 1, value=defaults.guidance_min_noise, step=0.05,
-                                                   label="Guidance only above this noise level",
-                                                   info="0: every step; 0.5: guidance in the first half only")
-                    cache_threshold = gr.Slider(0, 0.5, value=defaults.cache_threshold, step=0.01,
-                                                label="Step caching threshold", info="0: off")
+                    widgets.update({name: control_widget(name, label, choices, defaults)
+                                    for name, (label, choices) in FAST_SETTINGS.items()})
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Talking video", buttons=["download"], interactive=False, elem_id="video")
-        checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in SLIDERS],
-                          checkpoint, [steps, guidance_reference, guidance_audio, speed])
+        checkpoint.change(lambda label: [getattr(model_defaults(checkpoints[label]), k) for k in PRESET],
+                          checkpoint, [widgets[k] for k in PRESET])
         checkpoint.change(lambda label: notice(label, synthetic), checkpoint, about, api_name="notice")
-        run.click(generate, [portrait, audio, checkpoint, steps, sampler, guidance_reference, guidance_audio,
-                             speed, seed, face_detector, precision, guidance_min_noise, cache_threshold], video,
-                  api_name="generate")
+        run.click(generate, [portrait, audio, checkpoint, *(widgets[k] for k in INPUTS)], video, api_name="generate")
     return app
 
 
