@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_module
 
-from emo_lightning.model.stages import STAGE_GROUPS, parameter_group_names
+from emo_lightning.model.stages import STAGE_GROUPS, Stage, parameter_group_names
 
 
 def count_reference_passes(model) -> dict[str, int]:
@@ -51,11 +51,15 @@ def test_sampling_is_deterministic_by_seed_and_varies_with_it():
 
 def test_stage_groups_set_what_trains():
     for stage, groups in STAGE_GROUPS.items():
-        module = tiny_module(f"model.stage={stage}", "model.trainable=null")
+        module = tiny_module(f"model.stage={stage.name.lower()}", "model.trainable=null")  # by name: images, ...
+        assert module.hparams.stage == stage and type(module.hparams.stage) is int  # saved as its number
         group_of = parameter_group_names(module.model)
         trains = {group_of[n] for n, p in module.model.named_parameters() if p.requires_grad}
         assert trains == set(groups), stage
         assert {g for g, n in module.trainable_counts.items() if n} == set(groups)
+    assert Stage.of("3") is Stage.of(3) is Stage.of(" Speed") is Stage.SPEED
+    with pytest.raises(ValueError, match="stage must be 1 .images., 2 .video. or 3 .speed., got 'audio'"):
+        Stage.of("audio")
 
 
 def test_stage3_freezes_audio_layers_on_purpose():

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from emo_lightning.data.synthetic import SyntheticTalkingFaces
+from emo_lightning.model.stages import Stage
 
 
 class SyntheticDataModule(pl.LightningDataModule):
@@ -18,7 +19,7 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        stage: int = 2,
+        stage: int | str = 2,
         resolution: int = 32,
         num_frames: int = 8,
         motion_frames: int = 4,
@@ -31,6 +32,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        stage = int(Stage.of(stage))  # saved as its number
         self.save_hyperparameters()
 
     def _dataset(self, split: str, num_samples: int) -> SyntheticTalkingFaces:

@@ -28,6 +28,7 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
 from emo_lightning.components.face_locator.landmark_map import LandmarkMap
 from emo_lightning.data.rates import audio_sample_rate, landmark_style
 from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
+from emo_lightning.model.stages import Stage
 
 
 def _images(frames: np.ndarray) -> torch.Tensor:
@@ -61,7 +62,7 @@ class PreprocessedClips(StreamingDataset):
                  shuffle: bool, random_windows: bool, cache_dir: str | None = None, use_latents: bool = False,
                  use_audio_features: bool = False):
         super().__init__(path, cache_dir=cache_dir, shuffle=shuffle, seed=seed)
-        self.stage, self.resolution, self.seed, self.random_windows = stage, resolution, seed, random_windows
+        self.stage, self.resolution, self.seed, self.random_windows = Stage.of(stage), resolution, seed, random_windows
         self.num_frames, self.motion_frames, self.use_latents = num_frames, motion_frames, use_latents
         self.use_audio_features = use_audio_features
         self.landmark_style: LandmarkMap | None = None
@@ -79,7 +80,7 @@ class PreprocessedClips(StreamingDataset):
         epoch = self.current_epoch if self.random_windows else 0
         rng = np.random.default_rng([self.seed, epoch, zlib.crc32(item["key"].encode())])
         length = len(item["offsets"]) - 1
-        if self.stage == 1:
+        if self.stage == Stage.IMAGES:
             reference, target = rng.choice(length, 2, replace=False)
             frames = self._decode(item, [reference, target])
             sample = {"reference": _images(frames[0]), "frames": _images(frames[1:]),
@@ -221,13 +222,12 @@ class PreprocessedDataModule(pl.LightningDataModule):
     :func:`audio_features_mismatch`).
     """
 
-    def __init__(self, path: str, stage: int = 2, resolution: int = 32, num_frames: int = 8, motion_frames: int = 4,
-                 fps: float = 25.0, sample_rate: int | None = None, batch_size: int = 4, num_workers: int = 0,
-                 val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None,
+    def __init__(self, path: str, stage: int | str = 2, resolution: int = 32, num_frames: int = 8,
+                 motion_frames: int = 4, fps: float = 25.0, sample_rate: int | None = None, batch_size: int = 4,
+                 num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None,
                  use_latents: bool = True, use_audio_features: bool = True) -> None:
         super().__init__()
-        if stage not in (1, 2, 3):
-            raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        stage = int(Stage.of(stage))  # saved as its number
         self.save_hyperparameters()
 
     def _clips(self, shuffle: bool) -> PreprocessedClips:
@@ -255,7 +255,7 @@ class PreprocessedDataModule(pl.LightningDataModule):
     def _audio_features_usable(self, metadata: dict[str, Any]) -> bool:
         """Cached audio features are used only where the model's audio encoder would compute the same ones."""
         cached = metadata.get("audio_features")
-        if not (self.hparams.use_audio_features and cached) or self.hparams.stage == 1:
+        if not (self.hparams.use_audio_features and cached) or self.hparams.stage == Stage.IMAGES:
             return False
         model = self.trainer.lightning_module if self.trainer is not None else None
         if model is None:
@@ -279,11 +279,11 @@ class PreprocessedDataModule(pl.LightningDataModule):
 
     def _eligible(self, metadata: dict[str, Any]) -> list[tuple[int, str]]:
         """``(item index, identity)`` of the items this stage can use."""
-        needed = 2 if self.hparams.stage == 1 else self.hparams.motion_frames + self.hparams.num_frames
+        needed = 2 if self.hparams.stage == Stage.IMAGES else self.hparams.motion_frames + self.hparams.num_frames
         items, index = [], 0
         for video in metadata["videos"]:
             for frames in video["segments"]:
-                if frames >= needed and (self.hparams.stage == 1 or video["has_audio"]):
+                if frames >= needed and (self.hparams.stage == Stage.IMAGES or video["has_audio"]):
                     items.append((index, video["identity"]))
                 index += 1
         return items

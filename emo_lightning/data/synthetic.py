@@ -20,6 +20,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from emo_lightning.geometry import boxes_to_mask, head_speed
+from emo_lightning.model.stages import Stage
 
 if TYPE_CHECKING:
     from emo_lightning.components.face_locator.landmark_map import LandmarkMap
@@ -385,7 +386,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
     def __init__(
         self,
         num_samples: int,
-        stage: int = 2,
+        stage: int | str = 2,
         resolution: int = 32,
         num_frames: int = 8,
         motion_frames: int = 4,
@@ -400,7 +401,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
         self.num_samples = num_samples
-        self.stage = stage
+        self.stage = Stage.of(stage)
         self.resolution = resolution
         self.num_frames = num_frames
         self.motion_frames = motion_frames
@@ -424,7 +425,7 @@ class SyntheticTalkingFaces(torch.utils.data.Dataset):
         if not 0 <= index < self.num_samples:
             raise IndexError(index)
         identity, clip = self.clip(index)
-        if self.stage == 1:
+        if self.stage == Stage.IMAGES:
             rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 1])
             ref, target = rng.choice(len(clip["frames"]), 2, replace=False)
             mask = boxes_to_mask(clip["boxes"][target : target + 1], self.resolution)

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, parameter_group_names
+from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, Stage, parameter_group_names
 
 LORA_KEYS = ("targets", "rank", "alpha", "dropout", "weights")
 
@@ -44,7 +44,7 @@ def lora_spec(hparams: dict[str, Any]) -> dict[str, Any] | None:
     None for a model without adapters."""
     if not hparams.get("lora"):
         return None
-    return check_spec(hparams["lora"], hparams.get("trainable") or STAGE_GROUPS[hparams.get("stage", 2)])
+    return check_spec(hparams["lora"], hparams.get("trainable") or STAGE_GROUPS[Stage.of(hparams.get("stage", 2))])
 
 
 def target_modules(model: nn.Module, groups: Iterable[str]) -> list[str]:

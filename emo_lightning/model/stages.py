@@ -15,15 +15,36 @@ audio; stage 3 trains only temporal and speed (the audio layers stay frozen on p
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import IntEnum
 
 from torch import nn
 
+
+class Stage(IntEnum):
+    """EMO's training stages, by number or name: images (1), video with audio (2), and head speed (3)."""
+
+    IMAGES = 1
+    VIDEO = 2
+    SPEED = 3
+
+    @classmethod
+    def of(cls, value: int | str) -> Stage:
+        """The stage ``value`` names: 1, 2, 3 or ``images``, ``video``, ``speed`` (any case)."""
+        if isinstance(value, str) and not value.strip().isdigit():
+            named = cls.__members__.get(value.strip().upper())
+        else:
+            named = cls._value2member_map_.get(int(value))
+        if named is None:
+            raise ValueError(f"stage must be 1 (images), 2 (video) or 3 (speed), got {value!r}")
+        return named
+
+
 GROUPS = ("backbone", "reference_net", "face_locator", "audio", "temporal", "speed")
 
-STAGE_GROUPS: dict[int, tuple[str, ...]] = {
-    1: ("backbone", "reference_net", "face_locator"),
-    2: ("backbone", "reference_net", "face_locator", "temporal", "audio"),
-    3: ("temporal", "speed"),
+STAGE_GROUPS: dict[Stage, tuple[str, ...]] = {
+    Stage.IMAGES: ("backbone", "reference_net", "face_locator"),
+    Stage.VIDEO: ("backbone", "reference_net", "face_locator", "temporal", "audio"),
+    Stage.SPEED: ("temporal", "speed"),
 }
 
 

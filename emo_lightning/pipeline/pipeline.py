@@ -27,6 +27,7 @@ from emo_lightning.components.face_locator.landmark_map import LandmarkMaps, Lan
 from emo_lightning.media import Mp4Writer, load_audio
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO
+from emo_lightning.model.stages import Stage
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
 from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, autocast, branch_rows, prepare_backbone
@@ -60,15 +61,15 @@ class ClipLayout:
 
     @property
     def temporal(self) -> bool:
-        return self.stage >= 2
+        return self.stage >= Stage.VIDEO
 
     @property
     def uses_audio(self) -> bool:
-        return self.stage >= 2
+        return self.stage >= Stage.VIDEO
 
     @property
     def uses_speed(self) -> bool:
-        return self.stage >= 3
+        return self.stage >= Stage.SPEED
 
 
 class EMOPipeline:

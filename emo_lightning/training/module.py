@@ -25,7 +25,7 @@ from emo_lightning.model.checkpoint import (
     without_external_weights,
 )
 from emo_lightning.model.lora import add_lora, base_keys_to_wrapped, is_lora_key, lora_spec
-from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, apply_trainable
+from emo_lightning.model.stages import GROUPS, STAGE_GROUPS, Stage, apply_trainable
 from emo_lightning.pipeline import EMOPipeline, GenerationSettings, build_scheduler, noise_schedule_of
 from emo_lightning.training.draws import SampleDraws
 
@@ -79,7 +79,7 @@ class EMOLightningModule(pl.LightningModule):
         noise_schedule: dict[str, Any] | None = None,
         train_scheduler: dict[str, Any] | None = None,
         sample_scheduler: dict[str, Any] | None = None,
-        stage: int = 2,
+        stage: int | str = 2,
         trainable: list[str] | None = None,
         lr: float = 1e-5,
         weight_decay: float = 1e-2,
@@ -102,8 +102,7 @@ class EMOLightningModule(pl.LightningModule):
         plugins: list[str] | None = None,
     ):
         super().__init__()
-        if stage not in STAGE_GROUPS:
-            raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        stage = int(Stage.of(stage))  # a name is kept as its number (the saved hyper-parameters hold numbers)
         if lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {lr_scheduler!r}")
         if lip_loss_weight <= 0:
@@ -124,11 +123,11 @@ class EMOLightningModule(pl.LightningModule):
     # ---- stages -------------------------------------------------------------------------------------
     @property
     def uses_video(self) -> bool:
-        return self.hparams.stage >= 2
+        return self.hparams.stage >= Stage.VIDEO
 
     @property
     def uses_speed(self) -> bool:
-        return self.hparams.stage >= 3
+        return self.hparams.stage >= Stage.SPEED
 
     def setup(self, stage: str) -> None:
         if self.hparams.init_from and (stage == "fit" or self.lora):  # an adapted model's base, in every stage
