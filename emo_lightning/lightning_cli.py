@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.errors import ConfigCompositionException
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning.components.kinds import EVALUATED_KINDS
 from emo_lightning.config import compose_config, to_lightning_cli
 from emo_lightning.model.checkpoint import CheckpointError, check_architecture, read_checkpoint
-from emo_lightning.pipeline import CONTROLS
 from emo_lightning.pipeline.predict import GenerationModule, report_jobs
+from emo_lightning.pipeline.settings import CONTROL_HELP, CONTROLS
 from emo_lightning.training import EMOLightningModule
 
 
@@ -130,13 +131,25 @@ def test_config(overrides: list[str]) -> dict[str, Any]:
 def predict_config(overrides: list[str]) -> dict[str, Any]:
     """A LightningCLI ``predict`` config: a :class:`~emo_lightning.pipeline.predict.GenerationModule` that builds the
     model and its settings from the checkpoint alone (Lightning itself gets no ``ckpt_path`` to read again)."""
-    cfg = compose_config("predict", overrides)
+    try:
+        cfg = compose_config("predict", overrides)
+    except ConfigCompositionException as err:
+        raise ValueError(_control_error(err)) from err
     model = {"checkpoint": cfg.pop("ckpt_path"), "lora": cfg.pop("lora")}
     data = {key: cfg.pop(key) for key in ("image", "audio", "output", "jobs", "face_detector", "landmarks",
                                           "pose_video", "resolution")}
     data["generation"] = {key: cfg.pop(key) for key in CONTROLS}
     data["class_path"] = "emo_lightning.pipeline.predict.PredictDataModule"
     return to_lightning_cli({**cfg, "model": model, "data": data})
+
+
+def _control_error(err: ConfigCompositionException) -> str:
+    """Hydra's error, with the reason a generation control's value was refused and that control's help."""
+    reason = str(err.__cause__).splitlines()[0] if err.__cause__ else ""
+    control = next((c for c in CONTROLS if f"override {c}=" in str(err)), None)
+    if control is None or not reason:
+        return str(err)
+    return f"{err}: {reason} ({control}: {CONTROL_HELP[control]})"
 
 
 def run_subcommand(command: str, args: list[str]) -> None:
