@@ -32,8 +32,6 @@ from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load
 from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
 from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, autocast, branch_rows, prepare_backbone
 
-SAMPLER_DEFAULTS = {"ddim": {"clip_sample": False}}
-"""Extra scheduler arguments when a sampler is chosen by name."""
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
                     "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
 """The noise schedule (diffusers scheduler keywords) training and sampling share, unless a model sets its own."""
@@ -98,7 +96,7 @@ class EMOPipeline:
         schedule = noise_schedule_of(hparams)
         spec = hparams.get("sample_scheduler") or {}
         if spec.get("name") != settings.sampler:  # none configured, or the model's `generation` names another
-            spec = {"name": settings.sampler, **SAMPLER_DEFAULTS.get(settings.sampler, {})}
+            spec = {"name": settings.sampler}
         layout = ClipLayout(hparams["num_frames"], hparams["motion_frames"], hparams["stage"], hparams["resolution"])
         return cls(model, build_scheduler(spec, schedule), layout, settings, schedule)
 
@@ -119,8 +117,7 @@ class EMOPipeline:
     def scheduler_for(self, name: str) -> SchedulerMixin:
         """The scheduler registered as ``name``, on this model's noise schedule (built once)."""
         if name not in self.schedulers:
-            spec = {"name": name, **SAMPLER_DEFAULTS.get(name, {})}
-            self.schedulers[name] = build_scheduler(spec, self.noise_schedule)
+            self.schedulers[name] = build_scheduler({"name": name}, self.noise_schedule)
         return self.schedulers[name]
 
     # ---- generation ---------------------------------------------------------------------------------------------

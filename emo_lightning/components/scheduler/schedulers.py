@@ -15,8 +15,13 @@ from diffusers import (
 from emo_lightning.registry import register
 
 register("scheduler", "ddpm")(DDPMScheduler)
-register("scheduler", "ddim")(DDIMScheduler)
 register("scheduler", "euler")(EulerDiscreteScheduler)
+
+
+@register("scheduler", "ddim")
+def ddim(**config: Any) -> DDIMScheduler:
+    """DDIM (the paper's sampler, 40 steps), without clipping the predicted sample: latents are not in [-1, 1]."""
+    return DDIMScheduler(**{"clip_sample": False, **config})
 
 
 @register("scheduler", "dpmsolver++")
