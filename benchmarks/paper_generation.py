@@ -34,7 +34,7 @@ from emo_lightning.components.base import Conditions
 from emo_lightning.components.temporal_block.animatediff import AnimateDiffTemporalBlock
 from emo_lightning.config import compose_config
 from emo_lightning.model.audio_windows import encode_audio
-from emo_lightning.pipeline.speed import GuidanceInterval, autocast, prepare_backbone
+from emo_lightning.pipeline.fast_sampling import GuidanceInterval, autocast, prepare_backbone
 from emo_lightning.training import EMOLightningModule
 
 TEXT_TOKENS = 77  # SD 1.5's CLIP context: what the bare UNet's cross-attention sees

@@ -96,7 +96,7 @@ def _video(module, **controls) -> torch.Tensor:
 def test_guidance_interval_and_step_cache_in_the_pipeline() -> None:
     from conftest import tiny_module
 
-    from emo_lightning.pipeline.speed import GuidanceInterval
+    from emo_lightning.pipeline.fast_sampling import GuidanceInterval
 
     module = tiny_module().eval()
     _randomise(module.model.backbone.temporal_blocks)

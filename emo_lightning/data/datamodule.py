@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from emo_lightning.data.rates import audio_sample_rate, landmark_style
+from emo_lightning.data.model_requirements import audio_sample_rate, landmark_style
 from emo_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from emo_lightning.data.synthetic import SyntheticTalkingFaces
 from emo_lightning.model.stages import Stage

@@ -26,7 +26,7 @@ except ImportError as err:  # see README: litdata is installed with --no-deps
                       "breaks the CPU torch wheel): pip install --no-deps \"litdata>=0.2.70,<0.3\"") from err
 
 from emo_lightning.components.face_locator.landmark_map import LandmarkMap
-from emo_lightning.data.rates import audio_sample_rate, landmark_style
+from emo_lightning.data.model_requirements import audio_sample_rate, landmark_style
 from emo_lightning.geometry import boxes_to_mask, lip_masks, mouth_boxes
 from emo_lightning.model.stages import Stage
 

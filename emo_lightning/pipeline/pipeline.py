@@ -28,9 +28,9 @@ from emo_lightning.media import Mp4Writer, load_audio
 from emo_lightning.model.audio_windows import encode_audio
 from emo_lightning.model.emo import EMO
 from emo_lightning.model.stages import Stage
+from emo_lightning.pipeline.fast_sampling import GuidanceInterval, StepCache, autocast, branch_rows, prepare_backbone
 from emo_lightning.pipeline.portrait import DEFAULT_DETECTOR, DetectorSpec, load_portrait
 from emo_lightning.pipeline.settings import DEFAULTS, GenerationSettings
-from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, autocast, branch_rows, prepare_backbone
 
 DEFAULT_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
                     "beta_end": 0.012, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
@@ -258,7 +258,8 @@ class EMOPipeline:
         """Denoise one clip's latents (B, C, latent_frames, h, w) from noise, combining the guidance ``branches``.
 
         Outside ``settings``' guidance interval only the last (fully conditioned) branch runs; with a
-        ``cache_threshold`` a step may reuse the previous prediction (:class:`~emo_lightning.pipeline.speed.StepCache`).
+        ``cache_threshold`` a step may reuse the previous prediction
+        (:class:`~emo_lightning.pipeline.fast_sampling.StepCache`).
         """
         b, c, _, h, w = ref_latents.shape
         scheduler.set_timesteps(steps, device=ref_latents.device)

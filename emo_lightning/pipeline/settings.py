@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emo_lightning.pipeline.speed import GuidanceInterval, StepCache, precision_dtype
+from emo_lightning.pipeline.fast_sampling import GuidanceInterval, StepCache, precision_dtype
 
 
 @dataclass
@@ -46,7 +46,7 @@ class GenerationSettings:
     speed: float = control(1.0, "head-motion speed, degrees per frame: 0.1-1 talking, 1-1.3 singing (stage-3 models)")
     seed: int = control(0, "same seed, same video")
     fps: float = control(25.0, "output frame rate")
-    # fast sampling (see emo_lightning/pipeline/speed.py and docs/guides/generation.md)
+    # fast sampling (see emo_lightning/pipeline/fast_sampling.py and docs/guides/generation.md)
     guidance_max_noise: float = control(1.0, "guidance branches run only at noise levels t/T in "
                                         "[guidance_min_noise, guidance_max_noise]; other steps run the fully "
                                         "conditioned branch alone")
