@@ -27,7 +27,7 @@ from einops import rearrange
 from learning_diagnostics import held_out, predicted_sample, to_images
 from torch import Tensor
 
-from emo_lightning.evaluation.runner import evaluate
+from emo_lightning.evaluation.synthetic_benchmark import score_held_out_videos
 from emo_lightning.lightning_cli import EmoLightningCLI, fit_config
 from emo_lightning.training import EMOLightningModule
 from emo_lightning.training.draws import SampleDraws
@@ -110,7 +110,7 @@ def main() -> None:
     with torch.no_grad():
         for p, a in zip(params, average, strict=True):
             p.copy_(a)
-    metrics, _ = evaluate(module.eval().pipeline(), num_videos=args.videos, seconds=args.seconds)
+    metrics, _ = score_held_out_videos(module.eval().pipeline(), num_videos=args.videos, seconds=args.seconds)
     print(json.dumps({"evaluation (EMA weights)": metrics}))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from emo_lightning.evaluation.runner import evaluate
+from emo_lightning.evaluation.synthetic_benchmark import score_held_out_videos
 from emo_lightning.pipeline.loading import load_pipeline
 
 DEFAULT_OPTIONS = ["precision=bf16", "guidance_min_noise=0.5", "sampler=unipc",
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     for option in ["", *(args.option or DEFAULT_OPTIONS)]:
         pipeline.settings = base.override(**controls(option))
         start = time.process_time()
-        metrics, _ = evaluate(pipeline, num_videos=args.videos, seconds=args.seconds, audio_zeroed=False,
-                              progress=False)
+        metrics, _ = score_held_out_videos(pipeline, num_videos=args.videos, seconds=args.seconds,
+                                           audio_zeroed=False, progress=False)
         rows.append((option or "base", metrics, time.process_time() - start))
         print(f"  {rows[-1][0]}: sync {metrics['sync_pearson']:.3f}, "
               f"colour error {metrics['identity_color_error']:.2f}, "

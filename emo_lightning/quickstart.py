@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from emo_lightning import interrupt
 from emo_lightning.evaluation.plot import plot_sync
-from emo_lightning.evaluation.runner import evaluate
+from emo_lightning.evaluation.synthetic_benchmark import score_held_out_videos
 from emo_lightning.lightning_cli import fit_config, run_lightning_cli
 from emo_lightning.media import Mp4Writer
 from emo_lightning.pipeline.loading import load_pipeline
@@ -135,7 +135,7 @@ def quickstart(output: str | Path = "quickstart", overrides: list[str] | None = 
     video_run = _fit("video", video)
     pipeline = load_pipeline(out / "video" / "checkpoints" / "last.ckpt")  # as `emo predict` would load it
 
-    metrics, videos = evaluate(pipeline, num_videos=num_videos, seconds=seconds)
+    metrics, videos = score_held_out_videos(pipeline, num_videos=num_videos, seconds=seconds)
     first, fps = videos[0], pipeline.settings.fps
     with interrupt.deferred():  # the three files are written whole
         with Mp4Writer(out / "sample.mp4", fps=fps, width=first["frames"].shape[2],

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from emo_lightning.data import SyntheticDataModule
-from emo_lightning.evaluation.runner import HeldOutExample
+from emo_lightning.evaluation.synthetic_benchmark import HeldOutExample
 from emo_lightning.media import load_image
 
 SYNTHETIC_ONLY = ("was trained on synthetic cartoon faces only (`emo quickstart`'s procedural data): it draws faces "

@@ -1,8 +1,8 @@
 """Sample videos at every validation, so that a person can see whether the model is getting better.
 
 The same references, audio and seeds every time, so the panels compare over time. On synthetic data: the held-out
-identities and speech of the synthetic benchmark (``emo_lightning.evaluation.runner``), with its lip-sync and
-identity numbers; on any other data: the first validation items. Videos (with their audio) are written to
+identities and speech of the synthetic benchmark (``emo_lightning.evaluation.synthetic_benchmark``), with its
+lip-sync and identity numbers; on any other data: the first validation items. Videos (with their audio) are written to
 ``<default_root_dir>/samples/step_<N>/<name>.mp4`` and sent to W&B as ``wandb.Video``; the numbers go to every
 logger under ``val/``. Video metrics named in ``metrics`` (see :mod:`emo_lightning.evaluation.samples`) score the
 same videos.
@@ -70,11 +70,11 @@ class ValidationSamples(pl.Callback):
         return scores
 
     def _synthetic(self, pl_module: pl.LightningModule, folder: Path) -> tuple[list[GeneratedSample], dict]:
-        from emo_lightning.evaluation.runner import evaluate
+        from emo_lightning.evaluation.synthetic_benchmark import score_held_out_videos
 
         pipeline = pl_module.pipeline()
-        metrics, videos = evaluate(pipeline, self.num_videos, self.seconds, self.seed, audio_zeroed=False,
-                                   progress=False)
+        metrics, videos = score_held_out_videos(pipeline, self.num_videos, self.seconds, self.seed,
+                                                audio_zeroed=False, progress=False)
         samples = []
         for index, video in enumerate(videos):
             example = video["example"]

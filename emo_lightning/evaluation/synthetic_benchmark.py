@@ -67,8 +67,9 @@ def generate_frames(pipeline: EMOPipeline, example: HeldOutExample, waveform: np
     return to_uint8(video[0])
 
 
-def evaluate(pipeline: EMOPipeline, num_videos: int = 4, seconds: float = 4.0, seed: int = 0,
-             audio_zeroed: bool = True, progress: bool = True) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def score_held_out_videos(pipeline: EMOPipeline, num_videos: int = 4, seconds: float = 4.0, seed: int = 0,
+                          audio_zeroed: bool = True, progress: bool = True
+                          ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Metrics over ``num_videos`` held-out videos, and per-video series (for plots and the sample video).
     ``audio_zeroed=False`` skips the ablation (half the generation; no ``sync_pearson_audio_zeroed``)."""
     fps, per_clip = pipeline.settings.fps, pipeline.layout.num_frames
