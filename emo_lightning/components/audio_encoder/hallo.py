@@ -22,12 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emo_lightning.components.audio_encoder.speech_model import FEATURE_MODE, load_speech_model
+from emo_lightning.components.audio_encoder.wav2vec2 import TINY_WAV2VEC2
 from emo_lightning.components.base import AudioEncoder
 from emo_lightning.components.windows import sliding_window
 from emo_lightning.registry import register
-
-TINY_HALLO_WAV2VEC2 = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
-                       "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}
 
 
 def feature_extractor_normalise(waveform: Tensor) -> Tensor:
@@ -57,7 +55,7 @@ class FrameRateAudioProjection(nn.Module):
 
 
 @register("audio_encoder", "hallo_wav2vec2",
-          tiny={"config": TINY_HALLO_WAV2VEC2, "intermediate_dim": 16, "context_tokens": 4})
+          tiny={"config": TINY_WAV2VEC2, "intermediate_dim": 16, "context_tokens": 4})
 class HalloAudioEncoder(AudioEncoder):
     """wav2vec2 at the video frame rate (frozen) → Hallo's windowed MLP → ``context_tokens`` tokens per frame.
 
