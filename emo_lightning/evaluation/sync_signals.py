@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy.signal import stft
 
-from emo_lightning.evaluation.face_geometry import eye_centres, eye_distance, normalised_shapes, polygon_area
+from emo_lightning.evaluation.face_geometry import eye_centres, eye_distance, mouth_opening, normalised_shapes
 
 BAND_EDGES = np.geomspace(100, 8000, 17)  # 16 log-spaced bands covering speech
 FLOOR_DB = 50.0
@@ -95,9 +95,9 @@ def opening_speed(points: np.ndarray, regions: dict[str, np.ndarray]) -> np.ndar
     if "mouth_opening" in regions:
         pairs = np.asarray(regions["mouth_opening"])
         gap = np.linalg.norm(points[:, pairs[:, 0]] - points[:, pairs[:, 1]], axis=-1).mean(1)
+        gap = gap / eye_distance(points, regions)
     else:  # a model without the pairs: the side of a square as large as the inner-lip area
-        gap = np.sqrt(polygon_area(points[:, regions["lips_inner"]]))
-    gap = gap / eye_distance(points, regions)
+        gap = np.sqrt(mouth_opening(points, regions))
     if np.isfinite(gap).sum() < 2:
         raise ValueError("lip landmarks were found in fewer than 2 frames")
     return np.abs(np.gradient(fill_gaps(gap)))
