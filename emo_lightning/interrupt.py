@@ -83,16 +83,6 @@ def stop_handlers() -> Callable[[], None]:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """:func:`stop_handlers` for the duration of a ``with`` block."""
-    restore = stop_handlers()
-    try:
-        yield
-    finally:
-        restore()
-
-
-@contextmanager
 def deferred(detail: str = "") -> Iterator[None]:
     """A region that a first signal does not break into: it ends normally (or at a :func:`check` inside it), then
     :class:`Interrupted` is raised with ``detail`` (what was kept, e.g. a saved checkpoint)."""
